@@ -1,0 +1,96 @@
+"""Database set-up: engine, sessions bound to the request's transaction."""
+import zope.sqlalchemy
+from sqlalchemy import engine_from_config, event
+from sqlalchemy.orm import configure_mappers, sessionmaker
+
+from .meta import Base, metadata, utcnow  # noqa: F401
+from .tables import (  # noqa: F401
+    Group,
+    IntervalType,
+    Job,
+    JobTemplate,
+    KillRequest,
+    Project,
+    RescheduleExclude,
+    Run,
+    RunLog,
+    User,
+    Worker,
+    WorkerPool,
+)
+
+configure_mappers()
+
+WRITE_OPTION = "jobrunner_write"
+
+
+def get_engine(settings, prefix="sqlalchemy."):
+    engine = engine_from_config(settings, prefix, future=True)
+    if engine.dialect.name == "sqlite":
+        _tune_sqlite(engine)
+    return engine
+
+
+def _tune_sqlite(engine):
+    # pysqlite's own transaction handling breaks SAVEPOINT and starts
+    # transactions late; take over BEGIN ourselves. A transaction that will
+    # write starts with BEGIN IMMEDIATE so concurrent writers queue on the
+    # busy timeout instead of failing when they upgrade a read lock.
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, connection_record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn):
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def get_session_factory(engine):
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def get_tm_session(session_factory, transaction_manager, request=None):
+    """A session joined to the transaction manager: pyramid_tm commits it."""
+    dbsession = session_factory(info={"request": request})
+    zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
+    return dbsession
+
+
+def begin_write(dbsession):
+    """Mark the session's transaction as a writer (matters on SQLite only)."""
+    if dbsession.get_bind().dialect.name == "sqlite" and not dbsession.in_transaction():
+        dbsession.connection(execution_options={WRITE_OPTION: True})
+
+
+def includeme(config):
+    settings = config.get_settings()
+    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    config.include("pyramid_tm")
+    config.include("pyramid_retry")
+    engine = get_engine(settings)
+    session_factory = get_session_factory(engine)
+    config.registry["dbsession_factory"] = session_factory
+    config.registry["dbengine"] = engine
+
+    def dbsession(request):
+        # Tests hand in a session bound to their own rolled-back connection.
+        session = request.environ.get("app.dbsession")
+        if session is None:
+            session = get_tm_session(
+                request.registry["dbsession_factory"], request.tm, request=request
+            )
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                begin_write(session)
+        return session
+
+    config.add_request_method(dbsession, reify=True)
