@@ -24,7 +24,16 @@ configure_mappers()
 WRITE_OPTION = "jobrunner_write"
 
 
+def normalize_url(url):
+    """`postgresql://` means psycopg 3 here, the driver we ship."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 def get_engine(settings, prefix="sqlalchemy."):
+    settings = dict(settings)
+    settings[prefix + "url"] = normalize_url(settings[prefix + "url"])
     engine = engine_from_config(settings, prefix, future=True)
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)
@@ -75,6 +84,8 @@ def begin_write(dbsession):
 def includeme(config):
     settings = config.get_settings()
     settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    # A 4xx or 5xx answer changes nothing.
+    settings.setdefault("tm.commit_veto", "pyramid_tm.default_commit_veto")
     config.include("pyramid_tm")
     config.include("pyramid_retry")
     engine = get_engine(settings)
@@ -83,14 +94,9 @@ def includeme(config):
     config.registry["dbengine"] = engine
 
     def dbsession(request):
-        # Tests hand in a session bound to their own rolled-back connection.
-        session = request.environ.get("app.dbsession")
-        if session is None:
-            session = get_tm_session(
-                request.registry["dbsession_factory"], request.tm, request=request
-            )
-            if request.method not in ("GET", "HEAD", "OPTIONS"):
-                begin_write(session)
+        session = get_tm_session(request.registry["dbsession_factory"], request.tm, request=request)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            begin_write(session)
         return session
 
     config.add_request_method(dbsession, reify=True)

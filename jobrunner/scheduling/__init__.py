@@ -1,0 +1,5 @@
+"""Scheduling: claiming, returning, rescheduling, chains and the scheduler loop."""
+
+
+def includeme(config):
+    config.include("pyramid_mailer")

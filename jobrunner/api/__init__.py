@@ -1,0 +1,47 @@
+"""The REST API v1 (SPEC section 3), served by traversal under /api/v1/."""
+import json
+
+from pyramid.settings import asbool  # noqa: F401
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+def request_guard_tween_factory(handler, registry):
+    """Applies X-HTTP-Method-Override and the body size limit before anything
+    looks at the request (the signature covers the overriding method)."""
+    limit = int(registry.settings.get("jobrunner.max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
+
+    def tween(request):
+        override = request.headers.get("X-HTTP-Method-Override")
+        if override and request.method == "POST":
+            method = override.strip().upper()
+            if method in ("PATCH", "PUT", "DELETE"):
+                request.method = method
+        length = request.content_length
+        if length is not None and length > limit:
+            return _too_large(request, limit)
+        if length is None and request.method in ("POST", "PUT", "PATCH"):
+            # A body without a length (chunked): read at most one byte past
+            # the limit, never the whole stream.
+            data = request.body_file_raw.read(limit + 1) if request.is_body_readable else b""
+            if len(data) > limit:
+                return _too_large(request, limit)
+            request.body = data
+        return handler(request)
+
+    return tween
+
+
+def _too_large(request, limit):
+    response = request.response
+    response.status = 413
+    response.content_type = "application/json"
+    response.body = json.dumps(
+        {"error": f"The body is larger than {limit} bytes.", "errors": {}}
+    ).encode()
+    return response
+
+
+def includeme(config):
+    config.add_tween("jobrunner.api.request_guard_tween_factory")
+    config.scan(".views")

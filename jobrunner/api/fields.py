@@ -1,0 +1,241 @@
+"""Colander types for JSON input, and the field nodes that describe resources.
+
+Every node carries what the `schema/` view and the serializer need:
+`readonly`, `nullable`, `unique`, `help_text`, `kind` and `attr`.
+"""
+import re
+from datetime import datetime, time, timezone
+
+import colander
+
+URI_RE = re.compile(r"^/api/v1/(?P<resource>[a-z_]+)/(?P<id>\d+)/?$")
+
+
+def parse_datetime(value, tz):
+    """ISO 8601 with `T` or a space; no offset means the configured zone."""
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        if not isinstance(value, str):
+            raise ValueError("not a string")
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_datetime(value):
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def parse_time(value):
+    if isinstance(value, time):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    return time.fromisoformat(value.strip())
+
+
+def format_time(value):
+    return value.isoformat() if value is not None else None
+
+
+def resource_uri(resource, obj_id):
+    return f"/api/v1/{resource}/{obj_id}/"
+
+
+def parse_relation(value, resource):
+    """A URI of `resource` or a bare id; returns the id."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a {resource} URI or id")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        match = URI_RE.match(text)
+        if match and match["resource"] == resource:
+            return int(match["id"])
+    raise ValueError(f"expected a {resource} URI or id")
+
+
+class NullableType(colander.SchemaType):
+    """JSON null is None when the node is nullable, else an error."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null:
+            return colander.null
+        if cstruct is None:
+            if getattr(node, "nullable", False):
+                return None
+            raise colander.Invalid(node, "This field may not be null.")
+        try:
+            return self.convert(node, cstruct)
+        except (ValueError, TypeError) as exc:
+            raise colander.Invalid(node, str(exc) or "Invalid value.")
+
+
+class Integer(NullableType):
+    name = "integer"
+
+    def convert(self, node, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("Expected an integer.")
+        if abs(value) > 2**31 - 1:
+            raise ValueError("Out of range.")
+        return value
+
+
+class Text(NullableType):
+    name = "string"
+
+    def __init__(self, max_length=None):
+        self.max_length = max_length
+
+    def convert(self, node, value):
+        if not isinstance(value, str):
+            raise ValueError("Expected a string.")
+        if "\x00" in value:
+            raise ValueError("NUL characters are not allowed.")
+        if self.max_length and len(value) > self.max_length:
+            raise ValueError(f"At most {self.max_length} characters.")
+        return value
+
+
+class Boolean(NullableType):
+    name = "boolean"
+
+    def convert(self, node, value):
+        if not isinstance(value, bool):
+            raise ValueError("Expected true or false.")
+        return value
+
+
+class DateTime(NullableType):
+    name = "datetime"
+
+    def convert(self, node, value):
+        try:
+            return parse_datetime(value, node.bindings["tz"])
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError("Expected an ISO 8601 date and time.")
+
+
+class Choice(NullableType):
+    name = "string"
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+
+    def convert(self, node, value):
+        if value not in self.choices:
+            raise ValueError("One of: " + ", ".join(self.choices) + ".")
+        return value
+
+
+class ToOne(NullableType):
+    name = "related"
+    related_type = "to_one"
+
+    def __init__(self, resource):
+        self.resource = resource
+
+    def convert(self, node, value):
+        return parse_relation(value, self.resource)
+
+
+class ToMany(NullableType):
+    name = "related"
+    related_type = "to_many"
+
+    def __init__(self, resource):
+        self.resource = resource
+
+    def convert(self, node, value):
+        if not isinstance(value, list):
+            raise ValueError("Expected a list.")
+        return [parse_relation(item, self.resource) for item in value]
+
+
+class AddressList(NullableType):
+    """E-mail addresses: a JSON list, or one address per line."""
+
+    name = "list"
+
+    def convert(self, node, value):
+        if isinstance(value, str):
+            value = value.splitlines()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("Expected a list of e-mail addresses.")
+        addresses = [v.strip() for v in value if v.strip()]
+        for address in addresses:
+            if "@" not in address or any(c.isspace() for c in address):
+                raise ValueError(f"Not an e-mail address: {address!r}.")
+        return addresses
+
+
+class ExcludeList(NullableType):
+    name = "list"
+
+    def convert(self, node, value):
+        if not isinstance(value, list):
+            raise ValueError("Expected a list of {start_time, end_time, note}.")
+        excludes = []
+        for item in value:
+            if not isinstance(item, dict) or set(item) - {"start_time", "end_time", "note", "id"}:
+                raise ValueError("Each exclude is {start_time, end_time, note}.")
+            try:
+                start, end = parse_time(item["start_time"]), parse_time(item["end_time"])
+            except (KeyError, ValueError, TypeError):
+                raise ValueError("start_time and end_time are times such as 22:00.")
+            note = item.get("note") or ""
+            if not isinstance(note, str):
+                raise ValueError("note is a string.")
+            excludes.append({"start_time": start, "end_time": end, "note": note})
+        return excludes
+
+
+def field(type_, name, *, readonly=False, nullable=False, required=False, unique=False,
+          help_text="", default=None, attr=None, kind="column", blank=None):
+    """A schema node; `missing` makes it optional on create."""
+    kwargs = {}
+    if not required:
+        kwargs["missing"] = colander.drop
+    return colander.SchemaNode(
+        type_,
+        name=name,
+        readonly=readonly,
+        nullable=nullable,
+        unique=unique,
+        help_text=help_text,
+        default_value=default,
+        attr=attr or name,
+        kind=kind,
+        required_on_create=required,
+        blank=blank if blank is not None else isinstance(type_, Text),
+        **kwargs,
+    )
+
+
+def describe(node):
+    """A field's entry in `schema/`."""
+    typ = node.typ
+    entry = {
+        "type": typ.name,
+        "nullable": node.nullable,
+        "blank": node.blank,
+        "readonly": node.readonly,
+        "help_text": node.help_text,
+        "default": node.default_value,
+        "unique": node.unique,
+    }
+    if isinstance(typ, (ToOne, ToMany)):
+        entry["related_type"] = typ.related_type
+        entry["related_resource"] = typ.resource
+    return entry

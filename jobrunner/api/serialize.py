@@ -1,0 +1,67 @@
+"""Model objects to the JSON of SPEC section 3, and back to comparable values."""
+import enum
+from datetime import datetime, time
+
+from .fields import format_datetime, format_time, resource_uri
+
+
+def _plain(value):
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, time):
+        return format_time(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _addresses(text):
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def _excludes(obj):
+    return [
+        {"start_time": format_time(e.start_time), "end_time": format_time(e.end_time), "note": e.note}
+        for e in obj.reschedule_excludes
+    ]
+
+
+def serialize(resource_type, obj):
+    data = {"id": obj.id, "resource_uri": resource_uri(resource_type.name, obj.id)}
+    for node in resource_type.schema.children:
+        kind = node.kind
+        if kind == "column":
+            data[node.name] = _plain(getattr(obj, node.attr))
+        elif kind == "to_one":
+            related_id = getattr(obj, node.attr)
+            data[node.name] = resource_uri(node.typ.resource, related_id) if related_id else None
+        elif kind == "to_many":
+            data[node.name] = [resource_uri(node.typ.resource, o.id) for o in getattr(obj, node.attr)]
+        elif kind == "run_log":
+            log = obj.run_log
+            data[node.name] = resource_uri("run_log", log.id) if log is not None else None
+        elif kind == "addresses":
+            data[node.name] = _addresses(getattr(obj, node.attr))
+        elif kind == "excludes":
+            data[node.name] = _excludes(obj)
+    return data
+
+
+def current_value(node, obj):
+    """The stored value in the form deserialization produces, for comparisons."""
+    kind = node.kind
+    if kind == "to_many":
+        return [o.id for o in getattr(obj, node.attr)]
+    if kind == "run_log":
+        return obj.run_log.id if obj.run_log is not None else None
+    if kind == "addresses":
+        return _addresses(getattr(obj, node.attr))
+    if kind == "excludes":
+        return [
+            {"start_time": e.start_time, "end_time": e.end_time, "note": e.note}
+            for e in obj.reschedule_excludes
+        ]
+    value = getattr(obj, node.attr)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value

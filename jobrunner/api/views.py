@@ -1,0 +1,227 @@
+"""Thin views over the resources: list, detail, create, update, schema."""
+import logging
+from zoneinfo import ZoneInfo
+
+from pyramid.csrf import get_csrf_token
+from pyramid.exceptions import BadCSRFToken
+from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPNotFound
+from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config, view_config
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..models import Run
+from . import query as q
+from .body import parse_json_body, validate
+from .errors import APIError
+from .fields import describe, resource_uri
+from .resources import LOOKUPS, RESOURCE_TYPES
+from .serialize import serialize
+from .traversal import ApiV1, Collection, Item
+from .writes import CREATE, UPDATE
+
+log = logging.getLogger(__name__)
+
+
+def timezone_of(request):
+    return ZoneInfo(request.registry.settings.get("jobrunner.timezone") or "UTC")
+
+
+def json_response(request, body, status=200, headers=None):
+    response = request.response
+    response.status = status
+    response.content_type = "application/json"
+    response.json_body = body
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def method_not_allowed(request, allowed):
+    raise APIError(
+        405,
+        f"{request.method} is not allowed here.",
+        headers={"Allow": ", ".join(m.upper() for m in allowed)},
+    )
+
+
+@view_config(context=ApiV1, renderer="json")
+def api_index(context, request):
+    if request.method not in ("GET", "HEAD"):
+        method_not_allowed(request, ("get",))
+    return {
+        name: {"list_endpoint": f"/api/v1/{name}/", "schema": f"/api/v1/{name}/schema/"}
+        for name in RESOURCE_TYPES
+    }
+
+
+@view_config(context=Collection, name="schema", renderer="json")
+def schema_view(context, request):
+    if request.method not in ("GET", "HEAD"):
+        method_not_allowed(request, ("get",))
+    rt = context.resource_type
+    filtering = {name: list(LOOKUPS) for name in rt.filtering}
+    if rt.name == "run":
+        filtering["state"] = ["exact"]
+    if rt.name in q.PROJECT_FILTER_TYPES:
+        filtering["project_id"] = ["exact", "in"]
+    fields = {
+        "id": {"type": "integer", "nullable": False, "blank": False, "readonly": True,
+               "help_text": "Unique id.", "default": None, "unique": True},
+        "resource_uri": {"type": "string", "nullable": False, "blank": False, "readonly": True,
+                         "help_text": "The object's URI.", "default": None, "unique": True},
+    }
+    fields.update({node.name: describe(node) for node in rt.schema.children})
+    return {
+        "allowed_list_http_methods": list(rt.list_methods),
+        "allowed_detail_http_methods": list(rt.detail_methods),
+        "default_format": "application/json",
+        "default_limit": q.DEFAULT_LIMIT,
+        "fields": fields,
+        "filtering": filtering,
+        "ordering": list(rt.ordering),
+    }
+
+
+@view_config(context=Collection)
+def collection_view(context, request):
+    rt = context.resource_type
+    method = request.method.lower()
+    if method in ("get", "head") and "get" in rt.list_methods:
+        return list_objects(context, request)
+    if method == "post" and "post" in rt.list_methods:
+        return create_object(context, request)
+    method_not_allowed(request, rt.list_methods)
+
+
+@view_config(context=Item)
+def item_view(context, request):
+    rt = context.resource_type
+    method = request.method.lower()
+    if method in ("get", "head"):
+        return json_response(request, serialize(rt, context.obj))
+    if method in ("put", "patch") and method in rt.detail_methods:
+        return update_object(context, request)
+    method_not_allowed(request, rt.detail_methods)
+
+
+def list_objects(context, request):
+    rt = context.resource_type
+    identity = request.identity
+    params = request.GET
+    try:
+        limit, offset = q.parse_paging(params)
+        query = q.base_query(rt, identity)
+        query = q.apply_filters(query, rt, params, timezone_of(request), identity)
+        if rt.name == "run" and params.get("state") == "enqueueable" and "order_by" not in params:
+            query = query.order_by(Run.schedule_dts, Run.id)
+        else:
+            query = q.apply_ordering(query, rt, params)
+    except q.QueryError as exc:
+        raise APIError(400, exc.message, {exc.field: exc.message})
+    dbsession = request.dbsession
+    total = dbsession.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = dbsession.scalars(
+        query.options(*rt.load_options()).limit(limit).offset(offset)
+    ).all()
+    next_link, previous = q.page_links(request, limit, offset, total)
+    return json_response(
+        request,
+        {
+            "meta": {
+                "limit": limit,
+                "offset": offset,
+                "total_count": total,
+                "next": next_link,
+                "previous": previous,
+            },
+            "objects": [serialize(rt, obj) for obj in rows],
+        },
+    )
+
+
+def create_object(context, request):
+    rt = context.resource_type
+    values = validate(rt, parse_json_body(request), timezone_of(request))
+    obj = CREATE[rt.name](request, context, values)
+    request.dbsession.flush()
+    uri = resource_uri(rt.name, obj.id)
+    return json_response(request, serialize(rt, obj), status=201, headers={"Location": request.host_url + uri})
+
+
+def update_object(context, request):
+    rt = context.resource_type
+    obj = context.obj
+    values = validate(rt, parse_json_body(request), timezone_of(request), obj=obj)
+    UPDATE[rt.name](request, context, values)
+    request.dbsession.flush()
+    request.dbsession.refresh(obj)
+    return json_response(request, serialize(rt, obj), status=202)
+
+
+# --- errors ------------------------------------------------------------------
+
+
+def is_api(request):
+    return request.path.startswith("/api/") or request.path == "/api"
+
+
+def error_response(request, status, message, errors=None, headers=None):
+    response = request.response
+    response.status = status
+    response.content_type = "application/json"
+    response.json_body = {"error": message, "errors": errors or {}}
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+@exception_view_config(APIError)
+def api_error(exc, request):
+    return error_response(request, exc.status, exc.message, exc.errors, exc.headers)
+
+
+@exception_view_config(BadCSRFToken)
+def bad_csrf(exc, request):
+    return error_response(request, 403, "Missing or invalid CSRF token.")
+
+
+@forbidden_view_config()
+def forbidden(exc, request):
+    if request.identity is None:
+        if not is_api(request) and request.method == "GET":
+            from pyramid.httpexceptions import HTTPSeeOther
+
+            return HTTPSeeOther(location=request.route_path("login", _query={"next": request.path_qs}))
+        response = error_response(request, 401, "Authentication required.")
+        return response
+    return error_response(request, 403, "You may not do that.")
+
+
+@notfound_view_config()
+def not_found(exc, request):
+    if request.identity is None and is_api(request):
+        return error_response(request, 401, "Authentication required.")
+    return error_response(request, 404, "Not found.")
+
+
+@exception_view_config(IntegrityError)
+def integrity_error(exc, request):
+    log.info("integrity error: %s", exc)
+    return error_response(request, 409, "The change conflicts with the stored data.")
+
+
+@exception_view_config(HTTPException)
+def http_exception(exc, request):
+    if isinstance(exc, (HTTPForbidden, HTTPNotFound)) or exc.status_code < 400:
+        return exc
+    return error_response(request, exc.status_code, exc.explanation or exc.title)
+
+
+@exception_view_config(Exception)
+def server_error(exc, request):
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return error_response(request, 500, "Internal server error.")
+
+
+__all__ = ["get_csrf_token"]

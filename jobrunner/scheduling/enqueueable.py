@@ -1,0 +1,85 @@
+"""Which runs a worker may take now (SPEC section 5, "Enqueueable")."""
+from sqlalchemy import and_, exists, false, or_, select, true
+from sqlalchemy.orm import aliased
+
+from ..models import Job, JobTemplate, Project, Run, WorkerPool, utcnow
+from ..models.tables import worker_pool_workers
+
+
+def switches_enabled():
+    """Job, template, project and pool all enabled (joined in the query)."""
+    return and_(
+        Job.enqueue_is_enabled.is_(True),
+        JobTemplate.enqueue_is_enabled.is_(True),
+        Project.enqueue_is_enabled.is_(True),
+        WorkerPool.enqueue_is_enabled.is_(True),
+    )
+
+
+def enqueueable_conditions(worker, now, earliest_only):
+    """WHERE clauses over Run joined to Job, JobTemplate, Project, WorkerPool."""
+    if not worker.enqueue_is_enabled:
+        return [false()]
+    pools_of_worker = select(worker_pool_workers.c.worker_pool_id).where(
+        worker_pool_workers.c.worker_id == worker.id
+    )
+    other = aliased(Run)
+    conditions = [
+        Run.enqueue_dts.is_(None),
+        Run.return_dts.is_(None),
+        Run.schedule_dts <= now,
+        or_(
+            Run.worker_id == worker.id,
+            and_(Run.worker_id.is_(None), Job.worker_pool_id.in_(pools_of_worker)),
+        ),
+        # A manual run ignores the job, template, project and pool switches.
+        or_(Run.is_manual.is_(True), switches_enabled()),
+        # Two schedules of one job are never active together.
+        ~exists().where(
+            other.job_id == Run.job_id,
+            other.schedule_id != Run.schedule_id,
+            other.enqueue_dts.is_not(None),
+            other.return_dts.is_(None),
+        ),
+    ]
+    if earliest_only:
+        earlier = aliased(Run)
+        conditions.append(
+            ~exists().where(
+                earlier.job_id == Run.job_id,
+                earlier.enqueue_dts.is_(None),
+                earlier.return_dts.is_(None),
+                earlier.schedule_dts <= now,
+                or_(earlier.worker_id == worker.id, earlier.worker_id.is_(None)),
+                or_(earlier.is_manual.is_(True), switches_enabled()),
+                or_(
+                    earlier.schedule_dts < Run.schedule_dts,
+                    and_(earlier.schedule_dts == Run.schedule_dts, earlier.id < Run.id),
+                ),
+            )
+        )
+    return conditions
+
+
+def join_switches(query):
+    return (
+        query.join(Job, Job.id == Run.job_id)
+        .join(JobTemplate, JobTemplate.id == Job.job_template_id)
+        .join(Project, Project.id == JobTemplate.project_id)
+        .join(WorkerPool, WorkerPool.id == Job.worker_pool_id)
+    )
+
+
+def enqueueable_runs(query, worker, now=None):
+    """Narrows a SELECT of runs to the enqueueable list for `worker`."""
+    now = now or utcnow()
+    return join_switches(query).where(*enqueueable_conditions(worker, now, earliest_only=True))
+
+
+def enqueueable_run_ids(worker, now):
+    return join_switches(select(Run.id)).where(
+        *enqueueable_conditions(worker, now, earliest_only=False)
+    )
+
+
+__all__ = ["enqueueable_runs", "enqueueable_run_ids", "true"]

@@ -1,0 +1,119 @@
+"""The mails Job-Runner sends (SPEC section 5): one message per event,
+every recipient once. The mailer is transactional: nothing goes out unless
+the transaction that caused it commits."""
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from pyramid_mailer.message import Message
+
+MAX_LOG_IN_MAIL = 200_000
+
+
+@dataclass
+class MailContext:
+    mailer: object
+    tz: ZoneInfo
+    admin_emails: list
+    base_url: str
+    sender: str | None = None
+
+
+def mail_context_from_settings(settings, mailer):
+    return MailContext(
+        mailer=mailer,
+        tz=ZoneInfo(settings.get("jobrunner.timezone") or "UTC"),
+        admin_emails=split_addresses((settings.get("jobrunner.admin_emails") or "").replace(",", "\n")),
+        base_url=settings.get("jobrunner.base_url") or "http://localhost:6543",
+        sender=settings.get("mail.default_sender") or None,
+    )
+
+
+def mail_context(request):
+    """The context of a web request: mail goes out when its transaction commits."""
+    return mail_context_from_settings(request.registry.settings, request.mailer)
+
+
+def split_addresses(*texts):
+    """Addresses from one-per-line fields and lists, first occurrence kept."""
+    seen = []
+    for text in texts:
+        lines = text.splitlines() if isinstance(text, str) else list(text or [])
+        for line in lines:
+            address = line.strip()
+            if address and address.lower() not in {a.lower() for a in seen}:
+                seen.append(address)
+    return seen
+
+
+def job_recipients(job, admin_emails):
+    template = job.job_template
+    return split_addresses(
+        job.notification_addresses,
+        template.notification_addresses,
+        template.project.notification_addresses,
+        job.worker_pool.notification_addresses,
+        admin_emails,
+    )
+
+
+def _send(context, subject, recipients, body):
+    if not recipients:
+        return
+    context.mailer.send(
+        Message(subject=subject, recipients=recipients, body=body, sender=context.sender)
+    )
+
+
+def _local(context, dts):
+    if dts is None:
+        return "-"
+    return dts.astimezone(context.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def send_run_error(context, run, log_text, killed=False):
+    job = run.job
+    template = job.job_template
+    base = context.base_url.rstrip("/")
+    body = "\n".join(
+        [
+            f"The run {run.id} of the job {job.title!r} failed.",
+            "",
+            f"Job:        {job.title}",
+            f"Project:    {template.project.title}",
+            f"Template:   {template.title}",
+            f"Pool:       {job.worker_pool.title}",
+            f"Worker:     {run.worker.title if run.worker else '-'}",
+            f"Run id:     {run.id}",
+            f"Manual:     {'yes' if run.is_manual else 'no'}",
+            f"Killed:     {'yes' if killed else 'no'}",
+            f"Scheduled:  {_local(context, run.schedule_dts)}",
+            f"Returned:   {_local(context, run.return_dts)}",
+            f"Dashboard:  {base}/runs/{run.id}",
+            "",
+            "Script:",
+            job.script_content,
+            "",
+            "Log:",
+            (log_text or "(empty)")[-MAX_LOG_IN_MAIL:],
+        ]
+    )
+    _send(context, f"Run error for: {job.title}", job_recipients(job, context.admin_emails), body)
+
+
+def send_reschedule_error(context, job, reason):
+    base = context.base_url.rstrip("/")
+    body = (
+        f"The job {job.title!r} could not be rescheduled: {reason}\n\n"
+        f"Dashboard: {base}/jobs/{job.id}\n"
+    )
+    _send(context, f"Reschedule error for: {job.title}", job_recipients(job, context.admin_emails), body)
+
+
+def send_pool_unresponsive(context, pool, workers):
+    names = "\n".join(f"  {w.title} (last ping: {_local(context, w.ping_response_dts)})" for w in workers)
+    body = (
+        f"All enabled workers of the pool {pool.title!r} are unresponsive:\n{names}\n\n"
+        "Runs of this pool will not start until a worker answers again.\n"
+    )
+    recipients = split_addresses(pool.notification_addresses, context.admin_emails)
+    _send(context, f"Worker-pool unresponsive: {pool.title}", recipients, body)

@@ -1,0 +1,241 @@
+"""HMAC-signed client of the server's REST API (SPEC section 4)."""
+
+import datetime
+import hashlib
+import hmac
+import json
+import logging
+import random
+import threading
+import time
+import urllib.parse
+
+import requests
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1/"
+REQUEST_TIMEOUT_SECONDS = 30.0
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+# Statuses worth asking again: the server (or a proxy in front of it) is
+# overloaded or restarting; any other 4xx is the client's fault.
+RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
+
+# Mistakes in the request itself: retrying cannot help.
+_PERMANENT_REQUEST_ERRORS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+)
+
+
+def utc_now_iso():
+    """Now as ISO 8601 with offset and microseconds, as the API expects."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="microseconds"
+    )
+
+
+def parse_datetime(value):
+    """An API datetime string as an aware datetime, or None if unparseable."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed
+
+
+def hmac_signature(secret, method, path_url, body=b""):
+    """Hex HMAC-SHA1 over upper-cased method + path with query + raw body."""
+    if isinstance(secret, str):
+        secret = secret.encode("utf-8")
+    if isinstance(path_url, str):
+        path_url = path_url.encode("utf-8")
+    if body is None:
+        body = b""
+    elif isinstance(body, str):
+        body = body.encode("utf-8")
+    message = method.upper().encode("ascii") + path_url + body
+    return hmac.new(secret, message, hashlib.sha1).hexdigest()
+
+
+def authorization_header(api_key, secret, method, path_url, body=b""):
+    """The ``Authorization`` header value for one request."""
+    return f"ApiKey {api_key}:{hmac_signature(secret, method, path_url, body)}"
+
+
+def encode_json_body(data):
+    """Compact JSON bytes: what is signed is exactly what is sent."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def backoff_delay(attempt, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS):
+    """Exponential back-off with jitter for the ``attempt``-th retry (from 0).
+
+    The jitter keeps many workers from hammering a recovering server in step.
+    """
+    ceiling = min(cap, base * (2 ** min(attempt, 32)))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class TransientError(Exception):
+    """The server could not be reached or answered 5xx; worth retrying."""
+
+
+class RetryAborted(Exception):
+    """Retrying was given up because the daemon is shutting down."""
+
+
+class ApiError(Exception):
+    """The server answered with a status the caller did not expect."""
+
+    def __init__(self, method, path, status, body):
+        self.method = method
+        self.path = path
+        self.status = status
+        self.body = body
+        super().__init__(f"{method} {path} -> {status}: {body[:500]}")
+
+
+def response_json(response, method, path, ok_statuses=(200, 201, 202)):
+    """The decoded body of a response whose status is in ``ok_statuses``."""
+    if response.status_code not in ok_statuses:
+        raise ApiError(method, path, response.status_code, response.text)
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise ApiError(
+            method, path, response.status_code, "body is not JSON: " + response.text
+        ) from None
+
+
+class ApiClient:
+    """Signs and sends requests; retries what is worth retrying."""
+
+    def __init__(
+        self,
+        base_url,
+        api_key,
+        secret,
+        timeout=REQUEST_TIMEOUT_SECONDS,
+        backoff_cap=BACKOFF_CAP_SECONDS,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._base_path = urllib.parse.urlsplit(self.base_url).path
+        self.api_key = api_key
+        self.secret = secret
+        self.timeout = timeout
+        self.backoff_cap = backoff_cap
+        # One session per thread: requests.Session is not documented as
+        # thread-safe, and each run reports from its own thread.
+        self._local = threading.local()
+
+    @property
+    def session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def url_for(self, path, params=None):
+        """The full URL for an API path (``/api/v1/...``) and query parameters."""
+        if path.startswith(("http://", "https://")):
+            url = path
+        else:
+            if self._base_path and path.startswith(self._base_path + "/"):
+                # A path that already carries the base URL's prefix.
+                path = path[len(self._base_path):]
+            url = self.base_url + path
+        if params:
+            url += ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
+        return url
+
+    def prepare(self, method, path, params=None, data=None):
+        """A signed request ready to send.
+
+        The signature covers ``prepared.path_url``: the path exactly as
+        requests will put it on the wire, after its own re-quoting.
+        """
+        method = method.upper()
+        headers = {"Accept": "application/json"}
+        body = None
+        if data is not None:
+            body = encode_json_body(data)
+            headers["Content-Type"] = "application/json"
+        prepared = requests.Request(
+            method, self.url_for(path, params), headers=headers, data=body
+        ).prepare()
+        prepared.headers["Authorization"] = authorization_header(
+            self.api_key, self.secret, method, prepared.path_url, prepared.body or b""
+        )
+        return prepared
+
+    def send_once(self, method, path, params=None, data=None):
+        """One attempt; raises TransientError when a retry may succeed."""
+        prepared = self.prepare(method, path, params, data)
+        try:
+            response = self.session.send(
+                prepared, timeout=self.timeout, allow_redirects=False
+            )
+        except _PERMANENT_REQUEST_ERRORS:
+            raise
+        except requests.RequestException as error:
+            # The connection may be broken; start afresh next time.
+            self._local.session = None
+            raise TransientError(f"{method} {prepared.path_url}: {error}") from error
+        status = response.status_code
+        if status >= 500 or status in RETRYABLE_CLIENT_STATUSES:
+            raise TransientError(
+                f"{method} {prepared.path_url} -> {status}: {response.text[:200]}"
+            )
+        log.debug("%s %s -> %s", method, prepared.path_url, status)
+        return response
+
+    def request(self, method, path, params=None, data=None, *, retry=True, abort=None):
+        """Send a request and return the response, whatever its status.
+
+        With ``retry``, transient failures are retried with back-off until the
+        server answers or ``abort`` (a threading.Event) is set, which raises
+        RetryAborted. Without it, a transient failure raises TransientError.
+        """
+        attempt = 0
+        while True:
+            if abort is not None and abort.is_set():
+                raise RetryAborted(f"{method} {path}: given up, shutting down")
+            try:
+                return self.send_once(method, path, params, data)
+            except TransientError as error:
+                if not retry:
+                    raise
+                delay = backoff_delay(attempt, cap=self.backoff_cap)
+                attempt += 1
+                log.warning("%s; retry %d in %.1f s", error, attempt, delay)
+                if abort is not None:
+                    if abort.wait(delay):
+                        raise RetryAborted(
+                            f"{method} {path}: given up, shutting down"
+                        ) from error
+                else:
+                    time.sleep(delay)
+
+    def get_json(self, path, params=None, **kwargs):
+        return response_json(self.request("GET", path, params, **kwargs), "GET", path)
+
+    def list_all(self, path, params=None, **kwargs):
+        """Every object of a list endpoint, following ``meta.next``."""
+        objects = []
+        page = self.get_json(path, params, **kwargs)
+        while True:
+            objects.extend(page.get("objects", []))
+            next_path = (page.get("meta") or {}).get("next")
+            if not next_path:
+                return objects
+            page = self.get_json(next_path, **kwargs)
