@@ -205,7 +205,7 @@ def dbsession(connection):
 
 @pytest.fixture
 def testapp(app, connection):
-    return webtest.TestApp(app, extra_environ={"HTTP_HOST": "jobrunner.example"})
+    return webtest.TestApp(app)
 
 
 # --- clients ------------------------------------------------------------------
@@ -413,3 +413,14 @@ def uri(resource, obj):
 
 
 __all__ = ["metadata", "uri", "utc", "now"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With JOBRUNNER_REQUIRE_POSTGRES=1 (CI) nothing may be skipped: a test
+    skipped for lack of a database, a browser or a server is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_POSTGRES and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but CI requires every test to run: {report.longrepr}"
