@@ -5,6 +5,7 @@ VERSION = "0.1.0"
 requires = [
     "pyramid>=2.0",
     "pyramid_tm",
+    "pyramid_retry",
     "pyramid_jinja2",
     "pyramid_mailer",
     "SQLAlchemy>=2.0",
@@ -25,8 +26,22 @@ setup(
     description="A crontab with a web front end: recurring jobs on many machines",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(exclude=["tests", "tests.*"]),
-    include_package_data=True,
+    # The migrations live in alembic/ at the top of the repository and are
+    # installed as jobrunner/alembic, so `jobrunner-admin init-db` works from
+    # an installed package too.
+    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"])
+    + ["jobrunner.alembic", "jobrunner.alembic.versions"],
+    package_dir={"jobrunner.alembic": "alembic", "jobrunner.alembic.versions": "alembic/versions"},
+    package_data={
+        "jobrunner": [
+            "templates/*.jinja2",
+            "static/*",
+            "dashboard/templates/*.jinja2",
+            "*.yaml",
+        ],
+        "jobrunner.alembic": ["*.py", "*.mako"],
+        "jobrunner.alembic.versions": ["*.py"],
+    },
     zip_safe=False,
     python_requires=">=3.11",
     install_requires=requires,

@@ -7,6 +7,25 @@ from .permissions import Permission  # noqa: F401
 from .policies import JobRunnerSecurityPolicy, is_hmac_request
 
 DEFAULT_SESSION_SECRET = "change-me"
+KNOWN_DEFAULT_SECRETS = {"", DEFAULT_SESSION_SECRET, "development-only-secret", "test-secret"}
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+
+class InsecureSettings(RuntimeError):
+    pass
+
+
+def check_production_secret(settings):
+    """In production a forged session cookie must not be possible."""
+    if not asbool(settings.get("jobrunner.production", False)):
+        return
+    secret = settings.get("jobrunner.session_secret") or ""
+    if secret in KNOWN_DEFAULT_SECRETS or len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+        raise InsecureSettings(
+            "jobrunner.session_secret is a default or shorter than "
+            f"{MIN_PRODUCTION_SECRET_LENGTH} characters: set JOBRUNNER_SESSION_SECRET "
+            "to a long random value (python3 -c 'import secrets; print(secrets.token_urlsafe(48))')."
+        )
 
 
 def csrf_required(request):
@@ -17,6 +36,7 @@ def csrf_required(request):
 
 def includeme(config):
     settings = config.get_settings()
+    check_production_secret(settings)
     secret = settings.get("jobrunner.session_secret") or DEFAULT_SESSION_SECRET
     config.set_session_factory(
         SignedCookieSessionFactory(
