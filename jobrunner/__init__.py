@@ -2,10 +2,12 @@
 from pyramid.config import Configurator
 
 from .api.traversal import Root
+from .settings import resolve_settings
 
 
 def main(global_config, **settings):
     """The WSGI application."""
+    settings = resolve_settings(settings)
     with Configurator(settings=settings, root_factory=Root) as config:
         config.include("pyramid_jinja2")
         config.add_jinja2_renderer(".jinja2")
