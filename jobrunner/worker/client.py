@@ -205,11 +205,10 @@ class ApiClient:
         With ``retry``, transient failures are retried with back-off until the
         server answers or ``abort`` (a threading.Event) is set, which raises
         RetryAborted. Without it, a transient failure raises TransientError.
+        The first attempt is always made.
         """
         attempt = 0
         while True:
-            if abort is not None and abort.is_set():
-                raise RetryAborted(f"{method} {path}: given up, shutting down")
             try:
                 return self.send_once(method, path, params, data)
             except TransientError as error:
@@ -219,7 +218,7 @@ class ApiClient:
                 attempt += 1
                 log.warning("%s; retry %d in %.1f s", error, attempt, delay)
                 if abort is not None:
-                    if abort.wait(delay):
+                    if abort.is_set() or abort.wait(delay):
                         raise RetryAborted(
                             f"{method} {path}: given up, shutting down"
                         ) from error

@@ -61,6 +61,8 @@ def describe_exit_code(exit_code):
 
 
 def check_shebang(script_content):
+    if not script_content.strip():
+        raise ScriptError("the script is empty; its first line must be a shebang")
     if not script_content.startswith("#!"):
         first_line = script_content.split("\n", 1)[0][:80]
         raise ScriptError(

@@ -33,12 +33,13 @@ def test_long_output_keeps_head_20_and_tail_80_percent_with_marker():
 
     assert buffer.truncated
     assert len(text.encode()) <= 1000
-    head, tail = text.split(TRUNCATED_MARKER)
+    head, tail = text.split("\n" + TRUNCATED_MARKER)
     assert "".join(lines).startswith(head)
     assert "".join(lines).endswith(tail)
     assert len(head.encode()) == 200
     # The tail gets the rest of the budget, less the marker line.
     assert len(tail.encode()) == 1000 - 200 - len(TRUNCATED_MARKER) - 1
+    assert len(text.encode()) == 1000
     assert tail.endswith("line 01999\n")
     assert head.startswith("line 00000\n")
 
