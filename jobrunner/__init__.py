@@ -1,12 +1,17 @@
-"""Job-Runner: a crontab with a web front end."""
-from pyramid.config import Configurator
+"""Job-Runner: a crontab with a web front end.
 
-from .api.traversal import Root
-from .settings import resolve_settings
+Imports stay inside main(): `jobrunner.worker` is a client that must load
+nothing of the server, and importing it runs this module first.
+"""
 
 
 def main(global_config, **settings):
     """The WSGI application."""
+    from pyramid.config import Configurator
+
+    from .api.traversal import Root
+    from .settings import resolve_settings
+
     settings = resolve_settings(settings)
     with Configurator(settings=settings, root_factory=Root) as config:
         config.include("pyramid_jinja2")

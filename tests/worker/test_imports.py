@@ -51,10 +51,5 @@ def test_worker_modules_import_nothing_of_the_server():
     assert server_modules(modules) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobrunner/__init__.py imports pyramid and jobrunner.api at module "
-    "level; once those imports move inside main(), remove this mark",
-)
 def test_importing_the_worker_daemon_loads_no_server_code():
     assert server_modules(loaded_modules()) == []
