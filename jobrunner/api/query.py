@@ -11,6 +11,7 @@ from .resources import LOOKUPS, PROJECT_FILTER_TYPES, RESOURCE_TYPES, visible_pr
 
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**31 - 1
 RESERVED = {"limit", "offset", "order_by", "format"}
 
 
@@ -177,6 +178,9 @@ def parse_paging(params):
             raise QueryError(name, f"{name} must be a whole number.")
         if value < 0:
             raise QueryError(name, f"{name} may not be negative.")
+        # Beyond any list, and a number the database's LIMIT/OFFSET can bind.
+        if value > MAX_OFFSET:
+            raise QueryError(name, f"{name} may be at most {MAX_OFFSET}.")
         return value
 
     limit = number("limit", DEFAULT_LIMIT)
