@@ -9,6 +9,9 @@ from datetime import datetime, time, timezone
 import colander
 
 URI_RE = re.compile(r"^/api/v1/(?P<resource>[a-z_]+)/(?P<id>\d+)/?$")
+# The range of the database's integer columns (ids included): a larger number
+# could not even be bound to a query on SQLite.
+MAX_INTEGER = 2**31 - 1
 
 
 def parse_datetime(value, tz):
@@ -54,15 +57,21 @@ def parse_relation(value, resource):
     if isinstance(value, bool):
         raise ValueError(f"expected a {resource} URI or id")
     if isinstance(value, int):
-        return value
+        return _in_range(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return int(text)
+        if text.isascii() and text.isdigit():
+            return _in_range(int(text))
         match = URI_RE.match(text)
         if match and match["resource"] == resource:
-            return int(match["id"])
+            return _in_range(int(match["id"]))
     raise ValueError(f"expected a {resource} URI or id")
+
+
+def _in_range(number):
+    if abs(number) > MAX_INTEGER:
+        raise ValueError("Out of range.")
+    return number
 
 
 class NullableType(colander.SchemaType):
@@ -87,9 +96,7 @@ class Integer(NullableType):
     def convert(self, node, value):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("Expected an integer.")
-        if abs(value) > 2**31 - 1:
-            raise ValueError("Out of range.")
-        return value
+        return _in_range(value)
 
 
 class Text(NullableType):

@@ -6,7 +6,7 @@ from sqlalchemy.types import Enum, String, Text
 
 from ..models import Job, Run
 from ..models.meta import UTCDateTime
-from .fields import parse_datetime, parse_relation
+from .fields import MAX_INTEGER, parse_datetime, parse_relation
 from .resources import LOOKUPS, PROJECT_FILTER_TYPES, RESOURCE_TYPES, visible_project_ids
 
 DEFAULT_LIMIT = 200
@@ -42,6 +42,13 @@ RUN_STATES["completed_with_error"] = RUN_STATES["completed_with_errors"]
 STATE_NAMES = sorted(RUN_STATES) + ["enqueueable"]
 
 
+def parse_integer(raw):
+    value = int(raw)
+    if abs(value) > MAX_INTEGER:
+        raise ValueError("out of range")
+    return value
+
+
 def _convert(column, raw, field, tz, relation):
     if relation is not None:
         try:
@@ -58,7 +65,7 @@ def _convert(column, raw, field, tz, relation):
                 return False
             raise ValueError("expected true or false")
         if isinstance(coltype, Integer):
-            return int(raw)
+            return parse_integer(raw)
         if isinstance(coltype, (UTCDateTime, DateTime)):
             return parse_datetime(raw, tz)
         if isinstance(coltype, (Enum, String, Text)):
@@ -123,7 +130,8 @@ def apply_filters(query, resource_type, params, tz, identity):
             continue
         if path == "project_id" and resource_type.name in PROJECT_FILTER_TYPES:
             try:
-                project_ids = [int(v) for v in raw.split(",")] if lookup == "in" else [int(raw)]
+                values = raw.split(",") if lookup == "in" else [raw]
+                project_ids = [parse_integer(v) for v in values]
             except ValueError:
                 raise QueryError(key, "project_id takes a project id.")
             if lookup not in ("exact", "in"):
