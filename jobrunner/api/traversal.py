@@ -55,7 +55,8 @@ class Collection:
         self.resource_type = resource_type
 
     def __getitem__(self, key):
-        if not key.isdigit() or len(key) > 18:
+        # isascii: str.isdigit() is true for "²" and other digits int() rejects or reads.
+        if not (key.isascii() and key.isdigit()) or len(key) > 18:
             raise KeyError(key)
         obj = self.request.dbsession.get(self.resource_type.model, int(key))
         if obj is None:

@@ -25,12 +25,15 @@ from .errors import APIError, bad_request, conflict, forbidden
 from .traversal import item_for
 
 
-def related(request, resource_name, model, obj_id, permission=Permission.VIEW):
+def related(request, resource_name, model, obj_id, permission=Permission.VIEW, field=None):
     """The object a relation in a body points at: 400 if there is none,
-    403 if it is out of the caller's reach."""
+    403 if it is out of the caller's reach. `field` names the body's field
+    when it is not the resource's name (a job's parent is a job)."""
     obj = request.dbsession.get(model, obj_id) if obj_id is not None else None
     if obj is None:
-        raise bad_request("Invalid fields.", {resource_name: f"No {resource_name} with id {obj_id}."})
+        raise bad_request(
+            "Invalid fields.", {field or resource_name: f"No {resource_name} with id {obj_id}."}
+        )
     if not request.has_permission(permission, item_for(request, resource_name, obj)):
         raise forbidden(f"The {resource_name} {obj_id} is out of your reach.")
     return obj
@@ -110,6 +113,14 @@ def _creates_cycle(dbsession, job_id, parent_id):
 
 
 def _apply_job_values(request, job, values):
+    # The checks query the database: they must see the stored rows, not a
+    # half-changed job flushed early (a duplicate title would be an
+    # IntegrityError instead of a 400 naming the field).
+    with request.dbsession.no_autoflush:
+        _apply_job_values_unflushed(request, job, values)
+
+
+def _apply_job_values_unflushed(request, job, values):
     template = job.job_template
     if "job_template" in values:
         template = related(request, "job_template", JobTemplate, values.pop("job_template"), Permission.EDIT)
@@ -121,7 +132,7 @@ def _apply_job_values(request, job, values):
     if "parent" in values:
         parent_id = values.pop("parent")
         if parent_id is not None:
-            related(request, "parent", Job, parent_id)
+            related(request, "job", Job, parent_id, field="parent")
         job.parent_id = parent_id
     excludes = values.pop("reschedule_excludes", None)
     _set_addresses(job, values)
