@@ -1,5 +1,66 @@
-"""The dashboard: HTML pages for the people who own the jobs."""
+"""The dashboard: HTML pages for the people who own the jobs.
+
+The pages are server-rendered frames; small scripts in jobrunner/static/js
+read the REST API with the session cookie and keep the data live.
+"""
+import hashlib
+from pathlib import Path
+
+from pyramid.events import BeforeRender, NewResponse
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+# Scripts and styles come from this app only; API strings are put on the page
+# as text, and this policy stops anything that slipped through from running.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+def static_version():
+    """A digest of the static files: a new release gets new asset URLs, so a
+    browser never mixes a cached old script with a new page."""
+    digest = hashlib.sha1()
+    for path in sorted(STATIC_DIR.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(STATIC_DIR)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def add_renderer_globals(event):
+    request = event.get("request")
+    if request is None:
+        return
+    settings = request.registry.settings
+    version = request.registry.get("dashboard_static_version", "")
+    event.setdefault("timezone_name", settings.get("jobrunner.timezone") or "UTC")
+    event.setdefault(
+        "asset",
+        lambda path: request.static_path(f"jobrunner:static/{path}") + f"?v={version}",
+    )
+
+
+def add_security_headers(event):
+    response = event.response
+    if not (response.content_type or "").startswith("text/html"):
+        return
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
 
 
 def includeme(config):
-    pass
+    config.registry["dashboard_static_version"] = static_version()
+    config.add_subscriber(add_renderer_globals, BeforeRender)
+    config.add_subscriber(add_security_headers, NewResponse)
+    config.add_route("home", "/")
+    config.add_route("jobs", "/jobs")
+    config.add_route("job", "/jobs/{id}")
+    config.add_route("run", "/runs/{id}")
+    config.add_route("dashboard_overview", "/dashboard/overview.json")
+    config.scan(".views")
