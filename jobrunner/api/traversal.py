@@ -1,5 +1,5 @@
 """The traversal tree: root -> api -> v1 -> collection -> item."""
-from pyramid.authorization import Allow, Authenticated
+from pyramid.authorization import DENY_ALL, Allow, Authenticated
 
 from ..security.permissions import COLLECTION_ACL, Permission
 from .resources import RESOURCE_TYPES
@@ -79,7 +79,10 @@ class Item:
     @property
     def __acl__(self):
         if self._acl is None:
-            self._acl = self.resource_type.acl(self.collection.request.dbsession, self.obj)
+            # DENY_ALL ends the lookup here: the collection's ACL above lets
+            # every authenticated caller VIEW, and must not reach the items.
+            self._acl = list(self.resource_type.acl(self.collection.request.dbsession, self.obj))
+            self._acl.append(DENY_ALL)
         return self._acl
 
 
