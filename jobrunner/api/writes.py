@@ -163,6 +163,10 @@ def update_job(request, item, values):
     if changed or not request.has_permission(Permission.TOGGLE_JOB, item):
         if not request.has_permission(Permission.EDIT, item):
             raise forbidden("You may only enable or disable this job.")
+    elif not request.has_permission(Permission.EDIT, item):
+        # A project admin PUTs back the job as read: the other fields are
+        # unchanged, and their relations need not be checked (or reached).
+        values = {name: value for name, value in values.items() if name == "enqueue_is_enabled"}
     _apply_job_values(request, job, values)
     return job
 
