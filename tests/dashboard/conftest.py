@@ -87,8 +87,10 @@ def open_page(browser, server):
         return page
 
     yield open_as
+    errors = [error for context in contexts for page in context.pages for error in page.js_errors]
     for context in contexts:
         context.close()
+    assert errors == [], f"script errors on the pages: {errors}"
 
 
 def log_in(page, username, password=PASSWORD):

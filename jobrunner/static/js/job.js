@@ -13,6 +13,7 @@
 
   const state = { job: null, runs: [], template: null, pool: null, projectJobs: [], workers: new Map() };
   let ticks = 0;
+  let lastSlowTick = -1;
 
   // --- loading --------------------------------------------------------------
 
@@ -21,8 +22,8 @@
     // the workers' names.
     const job = state.job;
     const [template, pool, projectJobs, workers] = await Promise.all([
-      JR.get(job.job_template),
-      JR.get(job.worker_pool),
+      JR.getOrNull(job.job_template),
+      JR.getOrNull(job.worker_pool),
       JR.getAll(JR.query("/api/v1/job/", { project_id: projectId, limit: 1000 })),
       JR.getAll(JR.query("/api/v1/worker/", { project_id: projectId, limit: 1000 })),
     ]);
@@ -37,8 +38,15 @@
     ]);
     state.job = job;
     state.runs = runs.objects;
+    // Every 15th refresh, or sooner when a run names a worker not seen yet
+    // (but not on every refresh: a worker moved out of the project's pools
+    // stays unnamed).
     const unknownWorker = state.runs.some((run) => run.worker && !state.workers.has(run.worker));
-    if (ticks % 15 === 0 || unknownWorker) await loadSlow();
+    const sinceSlow = ticks - lastSlowTick;
+    if (lastSlowTick < 0 || sinceSlow >= 15 || (unknownWorker && sinceSlow >= 3)) {
+      await loadSlow();
+      lastSlowTick = ticks;
+    }
     ticks += 1;
     render();
   }

@@ -106,6 +106,16 @@
   }
 
   JR.get = (url) => request("GET", url);
+  /** For what a page can do without: null when it is gone or out of reach
+   * (a pool taken from the project, a worker moved elsewhere). */
+  JR.getOrNull = async function (url) {
+    try {
+      return await request("GET", url);
+    } catch (error) {
+      if (error.status === 403 || error.status === 404) return null;
+      throw error;
+    }
+  };
   JR.post = (url, body) => request("POST", url, body);
   JR.patch = (url, body) => request("PATCH", url, body);
 

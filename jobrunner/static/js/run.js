@@ -18,8 +18,8 @@
   async function workerTitle(uri) {
     if (!uri) return null;
     if (!workers.has(uri)) {
-      const worker = await JR.get(uri);
-      workers.set(uri, worker.title);
+      const worker = await JR.getOrNull(uri);
+      workers.set(uri, worker ? worker.title : `worker ${JR.idOf(uri)}`);
     }
     return workers.get(uri);
   }
@@ -69,16 +69,17 @@
     if (state === "started") durationValue = h("span", null, JR.elapsedElement(run.start_dts), " so far");
     let result = "—";
     if (run.return_dts) result = run.return_success ? "success" : "failure";
+    // In pairs: two to a row where the page is wide.
     const rows = [
       ["Job", h("a", { href: `/jobs/${JR.idOf(run.job)}` }, document.getElementById("run-job-link").textContent)],
+      ["Result", h("span", { id: "run-result", class: run.return_dts ? (run.return_success ? "good" : "bad") : null }, result)],
+      ["Worker", run.worker ? workers.get(run.worker) || "" : "—"],
+      ["PID", run.pid === null ? "—" : String(run.pid)],
       ["Scheduled", JR.timeElement(run.schedule_dts)],
       ["In queue since", JR.timeElement(run.enqueue_dts)],
       ["Started", JR.timeElement(run.start_dts)],
       ["Returned", JR.timeElement(run.return_dts)],
       [state === "started" ? "Running for" : "Duration", durationValue],
-      ["Result", h("span", { id: "run-result", class: run.return_dts ? (run.return_success ? "good" : "bad") : null }, result)],
-      ["Worker", run.worker ? workers.get(run.worker) || "" : "—"],
-      ["PID", run.pid === null ? "—" : String(run.pid)],
       ["Manual", run.is_manual ? "yes, scheduled by hand" : "no"],
       ["Children", run.schedule_children ? "scheduled when it completes" : "not scheduled"],
     ];
