@@ -11,6 +11,7 @@ from sqlalchemy import select
 from ..models import User, Worker
 from .permissions import ADMIN_PRINCIPAL, group_principal, worker_principal
 
+IDENTITY_KEY = "jobrunner_identity"
 API_KEY_HEADER = re.compile(r"^ApiKey (?P<key>[^:\s]+):(?P<signature>[0-9a-fA-F]+)$")
 
 
@@ -129,9 +130,18 @@ class JobRunnerSecurityPolicy:
         self.acl = ACLHelper()
 
     def identity(self, request):
+        # Pyramid asks again on every use of request.identity; the answer
+        # cannot change within a request, so the queries and the HMAC run once.
+        try:
+            return request.__dict__[IDENTITY_KEY]
+        except KeyError:
+            pass
         if is_hmac_request(request):
-            return self.hmac.identity(request)
-        return self.session.identity(request)
+            identity = self.hmac.identity(request)
+        else:
+            identity = self.session.identity(request)
+        request.__dict__[IDENTITY_KEY] = identity
+        return identity
 
     def authenticated_userid(self, request):
         identity = request.identity

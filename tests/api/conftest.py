@@ -4,10 +4,10 @@ import json
 
 import pytest
 import webtest
+from argon2 import PasswordHasher
 from sqlalchemy import event
 
 from jobrunner.models import User
-from jobrunner.security.passwords import hash_password
 from tests.conftest import UserClient, WorkerClient
 
 
@@ -46,8 +46,11 @@ def anonymous(app, connection):
 
 @functools.cache
 def secret_hash():
-    # One argon2 hash for the whole run: hashing is slow by design.
-    return hash_password("secret")
+    # Logging in verifies with the parameters stored in the hash: cheap ones
+    # keep the many logins of these tests fast. The real parameters are
+    # exercised by check_password(hash_password(...)) in test_sessions.
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return cheap.hash("secret")
 
 
 def quick_user(factory, groups=(), is_admin=False, is_active=True):

@@ -16,6 +16,15 @@ def api_status(client):
     return client.get("/api/v1/", status="*").status_int
 
 
+def test_login_with_a_password_hashed_by_the_application(app, factory):
+    user = factory.user(password="correct horse")
+    assert user.password_hash.startswith("$argon2")
+    assert "correct horse" not in user.password_hash
+    client = new_testapp(app)
+    assert login_form(client, user.username, "correct horse").status_int in (302, 303)
+    assert api_status(client) == 200
+
+
 def test_login_form(anonymous):
     page = anonymous.get("/login")
     assert page.content_type == "text/html"
