@@ -138,9 +138,10 @@ def print_table(context, headers, rows):
         context.print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-def worker_ini(base_url, api_key, secret, concurrent_jobs, title=""):
+def worker_ini(base_url, api_key, secret, concurrent_jobs, title="", **options):
     """A worker's ini file ([jobrunner_worker], SPEC section 8)."""
     heading = f"# Job-Runner worker{' ' + repr(title) if title else ''}. This file holds the\n"
+    options = {"concurrent_jobs": concurrent_jobs, "log_level": "info", **options}
     return (
         heading
         + "# worker's secret: keep it readable by the worker's user only.\n"
@@ -148,8 +149,7 @@ def worker_ini(base_url, api_key, secret, concurrent_jobs, title=""):
         f"api_base_url = {base_url}\n"
         f"api_key = {api_key}\n"
         f"secret = {secret}\n"
-        f"concurrent_jobs = {concurrent_jobs}\n"
-        "log_level = info\n"
+        + "".join(f"{name} = {value}\n" for name, value in options.items())
     )
 
 
