@@ -208,12 +208,14 @@ def seed(data):
         job("Old importer", reports_template, "python3 -m reports.legacy_import",
             enqueue_is_enabled=False, fail_times=4)
 
-        def history(target, count, step, base_seconds, fail_every=0):
+        def history(target, count, step, base_seconds, fail_every=0, last_fails=False):
             last = None
             for index in range(count):
                 start = now - step * (count - index)
                 seconds = base_seconds * (0.7 + 0.6 * ((index * 37) % 10) / 10)
                 ok = not (fail_every and index % fail_every == fail_every - 1)
+                if last_fails and index == count - 1:
+                    ok = False
                 run = Run(job_id=target.id, schedule_dts=start, enqueue_dts=start + timedelta(seconds=1),
                           start_dts=start + timedelta(seconds=2),
                           return_dts=start + timedelta(seconds=2 + seconds), return_success=ok,
@@ -228,7 +230,7 @@ def seed(data):
             target.fail_times = 0 if last.return_success else 1
 
         history(export, 40, timedelta(days=1), 340, fail_every=9)
-        history(sync, 60, timedelta(hours=2), 75, fail_every=7)
+        history(sync, 60, timedelta(hours=2), 75, fail_every=7, last_fails=True)
         history(cleanup, 30, timedelta(minutes=15), 4)
         history(weekly, 12, timedelta(days=7), 1500)
 

@@ -170,6 +170,11 @@ def test_the_badge_says_when_the_live_connection_is_lost_and_recovers(open_page)
     expect(badge).to_have_attribute("data-state", "live", timeout=6000)
     expect(badge).to_have_text("Live")
 
+    page.context.clear_cookies()
+    expect(badge).to_have_attribute("data-state", "ended", timeout=6000)
+    badge.get_by_role("link", name="log in").click()
+    page.wait_for_url("**/login?next=%2F")
+
 
 # --- actions ----------------------------------------------------------------------
 
@@ -303,6 +308,13 @@ def test_the_project_selector_remembers_the_choice(open_page):
     expect(page.locator("#jobs-table")).not_to_contain_text("Export ledger")
     page.select_option("#project-select", label="All projects")
     expect(page.locator("#jobs-table")).to_contain_text("Export ledger", timeout=LIVE_WITHIN_MS)
+    # A job's page shows its own project; choosing another opens its runs.
+    page.locator("#jobs-table a", has_text="Export ledger").click()
+    expect(page.locator("#project-select option:checked")).to_have_text("Billing")
+    page.select_option("#project-select", label="Reports")
+    page.wait_for_url("**/?project=*")
+    expect(page.locator("#section-scheduled")).to_contain_text("Weekly sales report")
+    expect(page.locator("#section-scheduled")).not_to_contain_text("Export ledger")
 
 
 def test_the_overview_filters_by_title_and_state(open_page):
@@ -332,7 +344,8 @@ def test_job_details_say_the_schedule_in_words_and_show_the_chain_and_chart(open
     details = page.locator("#job-details")
     expect(details).to_contain_text(f"every 2 hours, next at {zoned(next_run['schedule_dts'], '%H:%M')} {TIMEZONE}")
     expect(page.locator("#duration-chart svg rect.bar")).to_have_count(60)
-    expect(page.locator("#duration-chart svg rect.bar-bad")).to_have_count(8)
+    expect(page.locator("#duration-chart svg rect.bar-bad")).to_have_count(9)
+    expect(page.locator("#job-badges")).to_contain_text("1 failure in a row")
     expect(page.locator("#job-runs tbody tr")).to_have_count(61)
     expect(page.locator("#job-script")).to_have_text("#!/bin/bash\nset -euo pipefail\n\npython3 -m billing.sync_payments\n")
 
@@ -367,11 +380,11 @@ def test_pages_fit_a_phone_and_screenshots(open_page, data, worker, artifacts_di
     expect(phone.locator("#section-started")).to_contain_text("Quarterly close")
     assert no_horizontal_overflow(phone), "the overview is wider than a phone"
     screenshot(phone, artifacts_dir / "overview-390.png", full_page=True)
-    for path in ("/jobs", "/jobs/1", f"/runs/{running}"):
+    for name, path in (("jobs", "/jobs"), ("job", "/jobs/1"), ("run", f"/runs/{running}")):
         phone.goto(path)
         expect(phone.locator("#live-badge")).to_have_attribute("data-state", "live")
         assert no_horizontal_overflow(phone), f"{path} is wider than a phone"
-    screenshot(phone, artifacts_dir / "run-390.png", full_page=True)
+        screenshot(phone, artifacts_dir / f"{name}-390.png")
     desktop.goto("/jobs/1")
     expect(desktop.locator("#duration-chart svg")).to_be_visible()
     screenshot(desktop, artifacts_dir / "job-1280.png", full_page=True)

@@ -305,6 +305,6 @@
     new ResizeObserver(JR.debounce(() => state.job && renderChart(), 150)).observe(chartNode);
   }
 
-  JR.initProjectSelect(null);
+  JR.initProjectSelect(null, main.dataset.projectId);
   live.start();
 })();

@@ -444,11 +444,12 @@
   };
 
   /** Wires the selector: `onChange(projectId)` on pages that filter by
-   * project; elsewhere a choice opens the runs of that project. */
-  JR.initProjectSelect = function (onChange) {
+   * project; on a job's or run's page it shows that object's project and a
+   * choice opens the runs of the chosen one. */
+  JR.initProjectSelect = function (onChange, shownProject) {
     const node = select();
     if (!node) return;
-    node.value = JR.currentProject() || "all";
+    node.value = (shownProject && known(String(shownProject)) ? String(shownProject) : JR.currentProject()) || "all";
     node.addEventListener("change", () => {
       store(node.value);
       if (onChange) {

@@ -141,6 +141,6 @@
     });
   }
 
-  JR.initProjectSelect(null);
+  JR.initProjectSelect(null, main.dataset.projectId);
   live.start();
 })();
