@@ -12,6 +12,14 @@ def request_guard_tween_factory(handler, registry):
     limit = int(registry.settings.get("jobrunner.max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
 
     def tween(request):
+        try:
+            # WebOb decodes the path and query string as UTF-8 on first use;
+            # bytes that are not UTF-8 would fail in every later step, even
+            # in the view that reports errors.
+            request.path_info
+            request.GET
+        except UnicodeDecodeError:
+            return _error(request, 400, "The URL is not valid UTF-8.")
         override = request.headers.get("X-HTTP-Method-Override")
         if override and request.method == "POST":
             method = override.strip().upper()
@@ -33,12 +41,14 @@ def request_guard_tween_factory(handler, registry):
 
 
 def _too_large(request, limit):
+    return _error(request, 413, f"The body is larger than {limit} bytes.")
+
+
+def _error(request, status, message):
     response = request.response
-    response.status = 413
+    response.status = status
     response.content_type = "application/json"
-    response.body = json.dumps(
-        {"error": f"The body is larger than {limit} bytes.", "errors": {}}
-    ).encode()
+    response.body = json.dumps({"error": message, "errors": {}}).encode()
     return response
 
 

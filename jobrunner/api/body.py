@@ -15,8 +15,12 @@ def parse_json_body(request):
         raise bad_request("The request needs a JSON object as its body.")
     try:
         data = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # "\ud800" is valid JSON but no text a database can store.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError) as exc:
         raise bad_request(f"Malformed JSON: {exc}.")
+    except RecursionError:
+        raise bad_request("Malformed JSON: nested too deeply.")
     if not isinstance(data, dict):
         raise bad_request("The body must be a JSON object.")
     return data

@@ -41,7 +41,11 @@ def parse_time(value):
         return value
     if not isinstance(value, str):
         raise ValueError("not a string")
-    return time.fromisoformat(value.strip())
+    parsed = time.fromisoformat(value.strip())
+    if parsed.tzinfo is not None:
+        # A local time of day: an offset has no meaning here.
+        raise ValueError("a time of day without offset")
+    return parsed
 
 
 def format_time(value):
@@ -182,7 +186,7 @@ class AddressList(NullableType):
             raise ValueError("Expected a list of e-mail addresses.")
         addresses = [v.strip() for v in value if v.strip()]
         for address in addresses:
-            if "@" not in address or any(c.isspace() for c in address):
+            if "@" not in address or any(c.isspace() or c == "\x00" for c in address):
                 raise ValueError(f"Not an e-mail address: {address!r}.")
         return addresses
 
@@ -202,8 +206,9 @@ class ExcludeList(NullableType):
             except (KeyError, ValueError, TypeError):
                 raise ValueError("start_time and end_time are times such as 22:00.")
             note = item.get("note") or ""
-            if not isinstance(note, str):
-                raise ValueError("note is a string.")
+            # The column holds 255 characters; PostgreSQL refuses NUL.
+            if not isinstance(note, str) or len(note) > 255 or "\x00" in note:
+                raise ValueError("note is a string of at most 255 characters.")
             excludes.append({"start_time": start, "end_time": end, "note": note})
         return excludes
 

@@ -69,6 +69,9 @@ def _convert(column, raw, field, tz, relation):
         if isinstance(coltype, (UTCDateTime, DateTime)):
             return parse_datetime(raw, tz)
         if isinstance(coltype, (Enum, String, Text)):
+            if "\x00" in raw:
+                # No stored text holds NUL, and PostgreSQL refuses it in a query.
+                raise ValueError("NUL characters are not allowed")
             return raw
     except (ValueError, OverflowError) as exc:
         raise QueryError(field, f"Invalid value {raw!r}: {exc}.")

@@ -12,7 +12,8 @@ from ..models import User, Worker
 from .permissions import ADMIN_PRINCIPAL, group_principal, worker_principal
 
 IDENTITY_KEY = "jobrunner_identity"
-API_KEY_HEADER = re.compile(r"^ApiKey (?P<key>[^:\s]+):(?P<signature>[0-9a-fA-F]+)$")
+# No NUL in the key: PostgreSQL refuses it in the lookup.
+API_KEY_HEADER = re.compile(r"^ApiKey (?P<key>[^:\s\x00]+):(?P<signature>[0-9a-fA-F]+)$")
 
 
 @dataclass

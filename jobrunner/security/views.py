@@ -42,7 +42,10 @@ def login(request):
         data = request.POST
     username = str(data.get("username") or "")
     password = str(data.get("password") or "")
-    user = request.dbsession.scalar(select(User).where(User.username == username))
+    # PostgreSQL refuses NUL in a query; no username holds one.
+    user = None if "\x00" in username else request.dbsession.scalar(
+        select(User).where(User.username == username)
+    )
     valid = check_password(user.password_hash if user else "", password)
     if not (valid and user.is_active):
         message = "Wrong username or password."

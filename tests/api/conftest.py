@@ -1,5 +1,6 @@
 """Fixtures of the API and security tests (tests/security imports them too)."""
 import functools
+import io
 import json
 
 import pytest
@@ -146,3 +147,20 @@ def signed_request(testapp, worker, method, path, body=b"", sign_method=None, si
 
 def as_json(data):
     return json.dumps(data).encode()
+
+
+def call_wsgi(client, method, path, query_string="", body=b"", **environ):
+    """Calls the app with a raw WSGI environ, for requests WebTest will not
+    build (bytes that are not UTF-8 in the URL, a body without a length).
+    `client` is a SessionClient whose cookie and CSRF token go along."""
+    env = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query_string,
+        "SERVER_NAME": HOST, "SERVER_PORT": "80", "HTTP_HOST": HOST, "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json", "HTTP_X_CSRF_TOKEN": client.csrf_token,
+        "HTTP_COOKIE": "; ".join(f"{c.name}={c.value}" for c in client.testapp.cookiejar),
+    }
+    env.update(environ)
+    statuses = []
+    body = b"".join(client.testapp.app(env, lambda status, headers, exc_info=None: statuses.append(status)))
+    return statuses[0], body

@@ -1,10 +1,10 @@
 """Bad input on writes: a clear 4xx JSON error that changes nothing (SPEC section 3)."""
-import io
+import json
 
 import pytest
 
 from jobrunner.models import Job, KillRequest, Run, RunLog, Worker
-from tests.api.conftest import HOST, assert_error
+from tests.api.conftest import assert_error, call_wsgi
 from tests.conftest import uri, utc
 
 
@@ -80,6 +80,13 @@ def test_unknown_field_is_400(admin, world, dbsession, job_before, data, field):
     ({"reschedule_interval_type": 1}, "reschedule_interval_type"),
     ({"notification_addresses": "not an address"}, "notification_addresses"),
     ({"notification_addresses": [1, 2]}, "notification_addresses"),
+    ({"notification_addresses": ["nul\x00@example.com"]}, "notification_addresses"),
+    ({"title": "x" * 256}, "title"),
+    ({"reschedule_excludes": [{"start_time": "01:00", "end_time": "02:00", "note": "n" * 256}]},
+     "reschedule_excludes"),
+    ({"reschedule_excludes": [{"start_time": "01:00", "end_time": "02:00", "note": "\x00"}]},
+     "reschedule_excludes"),
+    ({"reschedule_excludes": [{"start_time": "01:00+02:00", "end_time": "02:00"}]}, "reschedule_excludes"),
     ({"reschedule_excludes": [{"start_time": "25:00", "end_time": "23:00"}]}, "reschedule_excludes"),
     ({"reschedule_excludes": [{"start_time": "22:00"}]}, "reschedule_excludes"),
     ({"reschedule_excludes": "22:00-23:00"}, "reschedule_excludes"),
@@ -207,17 +214,42 @@ def test_body_just_under_the_limit_is_accepted(admin, world):
 def test_body_over_the_limit_without_content_length_is_413(admin, world, dbsession, job_before):
     """A chunked body (no Content-Length) is cut off at the limit too."""
     body = b'{"description": "' + b"z" * (1024 * 1024 + 10) + b'"}'
-    environ = {
-        "REQUEST_METHOD": "PATCH", "PATH_INFO": uri("job", world.job), "SERVER_NAME": HOST,
-        "SERVER_PORT": "80", "HTTP_HOST": HOST, "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True,
-        "CONTENT_TYPE": "application/json", "HTTP_TRANSFER_ENCODING": "chunked",
-        "HTTP_X_CSRF_TOKEN": admin.csrf_token,
-        "HTTP_COOKIE": "; ".join(f"{c.name}={c.value}" for c in admin.testapp.cookiejar),
-    }
-    statuses = []
-    b"".join(admin.testapp.app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
-    assert statuses == ["413 Request Entity Too Large"]
+    status, _ = call_wsgi(admin, "PATCH", uri("job", world.job), body=body, CONTENT_LENGTH="",
+                          HTTP_TRANSFER_ENCODING="chunked", **{"wsgi.input_terminated": True})
+    assert status == "413 Request Entity Too Large"
+    assert job_state(dbsession, world.job.id) == job_before
+
+
+@pytest.mark.parametrize("path, query_string", [
+    ("/api/v1/job/\xff/", ""),
+    ("/api/v1/\xff/", ""),
+    ("/api/v1/job/", "title=%ff"),
+    ("/api/v1/job/", "ti%fftle=x"),
+    ("/api/v1/job/", "title=\xff"),
+    ("/login", "next=%ff"),
+])
+def test_a_url_that_is_not_utf8_is_400(admin, world, path, query_string):
+    # WSGI carries the URL's bytes as latin-1 characters.
+    status, body = call_wsgi(admin, "GET", path, query_string)
+    assert status == "400 Bad Request"
+    assert set(json.loads(body)) == {"error", "errors"}
+
+
+@pytest.mark.parametrize("query", ["title=%00", "title__in=a,%00", "job__title=a%00b", "worker__api_key=%00"])
+def test_nul_in_a_filter_value_is_400(admin, world, query):
+    path = "/api/v1/job/" if query.startswith("title") else "/api/v1/run/"
+    assert_error(admin.get(f"{path}?{query}", status=400), 400)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"description": "lone \\ud800 surrogate"}',
+    b'{"description": "\\udfff"}',
+    b'{"\\ud800": 1}',
+    b"[" * 100000,
+    b'{"a": ' * 100000,
+])
+def test_json_no_database_can_store_is_400(admin, world, dbsession, job_before, raw):
+    assert_error(admin.request("PATCH", uri("job", world.job), raw=raw), 400)
     assert job_state(dbsession, world.job.id) == job_before
 
 

@@ -124,6 +124,7 @@ def test_unknown_api_key_is_401(world, testapp):
     "Basic dXNlcjpwYXNz",
     "Bearer {sig}",
     "ApiKey k\u00e9y:{sig}",
+    "ApiKey nul\x00key:{sig}",
     "",
 ])
 def test_malformed_header_is_401(world, testapp, header):

@@ -69,6 +69,19 @@ def test_wrong_password_is_a_clear_message_and_no_session(app, factory):
         assert api_status(client) == 401
 
 
+def test_odd_usernames_are_just_wrong(app, factory):
+    client = new_testapp(app)
+    for username in ("nul\x00byte", "x" * 10000, "' OR 1=1 --"):
+        res = login_form(client, username, "secret")
+        assert res.status_int == 400
+        assert "Wrong username or password" in res.text
+    token = csrf_token_of(client.get("/login"))
+    res = client.post("/login", json.dumps({"username": ["a"], "password": {"b": 1}}),
+                      headers={"X-CSRF-Token": token}, content_type="application/json", status="*")
+    assert_error(res, 400)
+    assert api_status(client) == 401
+
+
 def test_login_needs_the_csrf_token(app, factory):
     user = quick_user(factory)
     client = new_testapp(app)
