@@ -81,6 +81,15 @@ def open_page(browser, server):
         page = context.new_page()
         errors = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Refused requests (401, 403, a cut connection) are what some tests
+        # are about; any other console error (a blocked script or style under
+        # the Content-Security-Policy, say) is a fault of the page.
+        page.on(
+            "console",
+            lambda message: message.type == "error"
+            and not message.text.startswith("Failed to load resource")
+            and errors.append(message.text),
+        )
         page.js_errors = errors
         if username:
             log_in(page, username)
