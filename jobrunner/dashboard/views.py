@@ -122,10 +122,13 @@ def overview_json(request):
     raw_project = request.GET.get("project", "")
     project_id = None
     if raw_project not in ("", "all"):
-        if not raw_project.isdigit() or len(raw_project) > MAX_ID_DIGITS:
+        if not (raw_project.isascii() and raw_project.isdigit()) or len(raw_project) > MAX_ID_DIGITS:
             return json_error(request, 400, "project takes a project id or 'all'.", "project")
         project_id = int(raw_project)
     title = request.GET.get("title", "").strip()[:255] or None
+    if title and "\x00" in title:
+        # PostgreSQL refuses NUL in a string, and no title holds one.
+        return json_error(request, 400, "title may not contain NUL characters.", "title")
     data = runs_overview(request.dbsession, request.identity, project_id, title)
     data["now"] = utcnow().isoformat()
     request.response.headers["Cache-Control"] = "no-store"

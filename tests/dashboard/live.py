@@ -105,10 +105,6 @@ class Data:
         finally:
             session.close()
 
-    def read(self, fn):
-        with self.session_factory() as session:
-            return fn(session)
-
     def dispose(self):
         self.engine.dispose()
 
@@ -313,7 +309,7 @@ class TestWorker:
 
     __test__ = False
 
-    def __init__(self, base_url, api_key="build-01", secret="worker-secret", worker_id=None):
+    def __init__(self, base_url, api_key="build-01", secret="worker-secret"):
         self.base_url = base_url
         self.api_key = api_key
         self.secret = secret

@@ -240,7 +240,21 @@ def test_overview_filters_by_project_and_title(world, factory, as_user):
     assert ids(title="0%25b") == []  # % and _ are taken literally
 
 
-@pytest.mark.parametrize("value", ["x", "-1", "1" * 30])
+@pytest.mark.parametrize("value", ["x", "-1", "1" * 30, "%C2%B2", "1.5"])
 def test_overview_rejects_a_bad_project(world, as_user, value):
     res = as_user(groups=[world.viewers]).get(f"/dashboard/overview.json?project={value}", status=400)
     assert res.json["errors"] == {"project": "project takes a project id or 'all'."}
+
+
+def test_overview_rejects_a_nul_in_the_title(world, as_user):
+    res = as_user(groups=[world.viewers]).get("/dashboard/overview.json?title=a%00b", status=400)
+    assert list(res.json["errors"]) == ["title"]
+
+
+def test_overview_takes_any_other_title(world, factory, as_user):
+    job = factory.job(world.template, world.pool, title="Zürich ✓ 'quoted' \\ back")
+    run = factory.run(job)
+    client = as_user(groups=[world.viewers])
+    for title in ("%C3%BCrich", "%E2%9C%93", "%27quoted%27", "%5C+back", "x" * 400):
+        found = overview(client, title=title)["sections"]["scheduled"]["objects"]
+        assert [r["id"] for r in found] == ([] if title == "x" * 400 else [run.id]), title
