@@ -20,6 +20,8 @@ def test_both_header_spellings(world, testapp, header):
     res = signed_request(testapp, world.worker, "GET", "/api/v1/worker/", header=header)
     assert res.status_int == 200
     assert [o["id"] for o in res.json["objects"]] == [world.worker.id]
+    assert "run" in signed_request(testapp, world.worker, "GET", "/api/v1/", header=header).json
+    assert "fields" in signed_request(testapp, world.worker, "GET", "/api/v1/run/schema/", header=header).json
     body = b'{"worker_version": "2.0"}'
     res = signed_request(testapp, world.worker, "PATCH", uri("worker", world.worker), body, header=header)
     assert res.status_int == 202
