@@ -169,9 +169,13 @@ def init_db(context, args):
 
     url = context.database_url
     if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        # SQLite creates the file; its folder is ours to make (zero set-up).
         folder = os.path.dirname(os.path.abspath(url[len("sqlite:///"):]))
-        if not os.path.isdir(folder):
-            raise CommandError(f"the folder of the SQLite database does not exist: {folder}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"cannot create the folder of the SQLite database {folder}: "
+                               f"{exc.strerror or exc}") from None
     upgrade(url)
     context.print("The database schema is up to date.")
 

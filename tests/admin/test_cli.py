@@ -98,10 +98,18 @@ def test_init_db_creates_and_upgrades_the_tables(tmp_path, empty_database):
     cli.close()
 
 
+def test_init_db_makes_the_folder_of_a_sqlite_database(tmp_path):
+    url = f"sqlite:///{tmp_path}/var/db/jobrunner.sqlite"
+    ini = write_ini(tmp_path / "new.ini", url)
+    assert AdminCLI(tmp_path, url)("init-db", ini=ini).returncode == 0
+    assert (tmp_path / "var" / "db" / "jobrunner.sqlite").exists()
+
+
 def test_init_db_fails_without_the_database(tmp_path, empty_database):
     if empty_database.startswith("sqlite"):
-        missing = f"sqlite:///{tmp_path}/no/such/folder/x.sqlite"
-        expected = "the folder of the SQLite database does not exist"
+        (tmp_path / "a-file").write_text("")
+        missing = f"sqlite:///{tmp_path}/a-file/x.sqlite"
+        expected = "cannot create the folder of the SQLite database"
     else:
         missing = empty_database + "_missing"
         expected = "database error"
