@@ -16,8 +16,9 @@ def add_runs(factory, world, count):
     runs = []
     for i in range(count):
         started = i % 2 == 0
-        run = Run(job_id=world.job.id, schedule_dts=utc(2020, 1, 1), worker_id=world.worker.id if started else None,
-                  enqueue_dts=utc(2020, 1, 1) if started else None, start_dts=utc(2020, 1, 1) if started else None)
+        at = utc(2020, 1, 1) if started else None
+        run = Run(job_id=world.job.id, schedule_dts=utc(2020, 1, 1),
+                  worker_id=world.worker.id if started else None, enqueue_dts=at, start_dts=at)
         run.run_log = RunLog(content="output " * 50)
         if started:
             run.kill_requests = [KillRequest(schedule_dts=utc(2020, 1, 1))]
@@ -77,7 +78,8 @@ def test_other_lists_cost_a_constant_number_too(world, factory, admin, count_sta
         for _ in range(count):
             group = factory.group()
             pool = factory.pool(workers=[factory.worker(), factory.worker()])
-            project = factory.project(groups=[group], auth_groups=[group, world.admins], pools=[pool, world.pool])
+            project = factory.project(groups=[group], auth_groups=[group, world.admins],
+                                      pools=[pool, world.pool])
             factory.template(project)
 
     grow(5)

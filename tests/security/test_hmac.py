@@ -171,7 +171,8 @@ def test_no_credentials_is_401_on_every_api_url(world, factory, anonymous):
         paths += [f"/api/v1/{name}/", f"/api/v1/{name}/schema/", f"/api/v1/{name}/?limit=1"]
     for path in paths:
         for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
-            res = anonymous.request(path, method=method, body=b"{}" if method in ("POST", "PUT", "PATCH") else b"",
+            body = b"{}" if method in ("POST", "PUT", "PATCH") else b""
+            res = anonymous.request(path, method=method, body=body,
                                     headers={"Content-Type": "application/json", "Host": HOST},
                                     expect_errors=True)
             assert res.status_int == 401, (method, path, res.status)

@@ -123,7 +123,8 @@ def test_json_login(app, factory):
     # The token the answer carries is the one to send from now on.
     new_token = res.json["csrf_token"]
     res = client.request("/api/v1/run/", method="POST", body=b'{"job": 987654}',
-                         headers={"X-CSRF-Token": new_token, "Host": HOST, "Content-Type": "application/json"},
+                         headers={"X-CSRF-Token": new_token, "Host": HOST,
+                                  "Content-Type": "application/json"},
                          expect_errors=True)
     assert res.status_int == 400  # past the CSRF check: the job does not exist
 

@@ -99,7 +99,8 @@ def test_a_project_admin_kills_a_started_run_only(world, factory, session_for, d
 
 def test_a_project_admin_toggles_a_job(world, session_for, dbsession):
     client = session_for(groups=[world.admins])
-    assert client.patch(uri("job", world.job), {"enqueue_is_enabled": False}).json["enqueue_is_enabled"] is False
+    body = client.patch(uri("job", world.job), {"enqueue_is_enabled": False}).json
+    assert body["enqueue_is_enabled"] is False
     dbsession.expire_all()
     assert dbsession.get(Job, world.job.id).enqueue_is_enabled is False
     assert client.put(uri("job", world.job), {"enqueue_is_enabled": True}).json["enqueue_is_enabled"] is True
@@ -169,7 +170,8 @@ def test_an_admin_does_everything(world, other_world, factory, admin, dbsession)
     admin.patch(uri("worker", other_world.worker), {"enqueue_is_enabled": False})
     admin.post("/api/v1/run/", {"job": other_world.job.id})
     admin.post("/api/v1/kill_request/", {"run": run.id})
-    admin.post("/api/v1/job/", {"title": "new", "job_template": world.template.id, "worker_pool": world.pool.id})
+    admin.post("/api/v1/job/", {"title": "new", "job_template": world.template.id,
+                                "worker_pool": world.pool.id})
     admin.patch(uri("run", factory.run(world.job)), {"schedule_children": False})
     dbsession.expire_all()
     assert dbsession.get(Job, other_world.job.id).title == "renamed by admin"

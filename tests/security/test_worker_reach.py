@@ -1,6 +1,5 @@
 """What a worker reaches: the projects whose pools contain it, and what hangs
 below them (SPEC section 4)."""
-import pytest
 
 from jobrunner.models import Job, KillRequest, Run, RunLog, Worker
 from tests.api.conftest import assert_error
@@ -103,8 +102,8 @@ def test_a_worker_may_not_write_in_another_project(world, other_world, factory, 
         client.patch(uri("run_log", theirs["run_log"]), {"content": "overwritten"}, status="*"),
         # A relation in the body that points out of reach.
         client.patch(uri("job", world.job), {"parent": uri("job", other_world.job)}, status="*"),
-        client.post("/api/v1/run/", {"job": uri("job", world.job), "worker": uri("worker", other_world.worker)},
-                    status="*"),
+        client.post("/api/v1/run/", {"job": uri("job", world.job),
+                                     "worker": uri("worker", other_world.worker)}, status="*"),
     ]
     for res in attempts:
         assert res.status_int in (403, 404), (res.request.method, res.request.path, res.status, res.text)
