@@ -1,12 +1,19 @@
 """A live Job-Runner on loopback for end-to-end tests: the server under
 waitress, the scheduler and workers as real processes, on SQLite or on a
-fresh PostgreSQL database."""
+fresh PostgreSQL database.
+
+`Stack` runs everything as processes (pserve, jobrunner-scheduler,
+jobrunner-worker); `ThreadedServer` serves the real WSGI app from a thread of
+the test process, for tests that drive the worker daemon in a thread.
+"""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from contextlib import closing
@@ -21,6 +28,7 @@ from jobrunner.models import get_engine, normalize_url
 from jobrunner.security.policies import compute_signature
 
 BIN = os.path.dirname(sys.executable)
+DATABASE_URL_ENV = "JOBRUNNER_TEST_DATABASE_URL"
 
 
 def free_port():
@@ -39,6 +47,124 @@ def wait_until(condition, timeout=30.0, interval=0.05, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+# --- databases -------------------------------------------------------------------
+
+
+class FreshDatabase:
+    """A migrated database of its own: a SQLite file in `workdir`, or a new
+    PostgreSQL database next to the one `postgres_url` names."""
+
+    def __init__(self, workdir, postgres_url=None):
+        self.created = None
+        if postgres_url:
+            url = make_url(normalize_url(postgres_url))
+            name = f"{url.database}_e2e_{uuid.uuid4().hex[:10]}"
+            admin = create_engine(url, isolation_level="AUTOCOMMIT")
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+            finally:
+                admin.dispose()
+            self.created = (url, name)
+            self.url = url.set(database=name).render_as_string(hide_password=False)
+        else:
+            self.url = f"sqlite:///{workdir}/jobrunner.sqlite"
+        upgrade(self.url)
+        self.engine = get_engine({"sqlalchemy.url": self.url})
+        self.Session = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self):
+        return self.created is not None
+
+    def drop(self):
+        self.engine.dispose()
+        if self.created:
+            url, name = self.created
+            self.created = None
+            admin = create_engine(url, isolation_level="AUTOCOMMIT")
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            finally:
+                admin.dispose()
+
+
+def database_from_environment(workdir):
+    """A FreshDatabase on PostgreSQL when JOBRUNNER_TEST_DATABASE_URL is set
+    (skipped when that server does not answer), else on SQLite."""
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    base = os.environ.get(DATABASE_URL_ENV)
+    if not base and os.environ.get("JOBRUNNER_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"JOBRUNNER_REQUIRE_POSTGRES=1 but {DATABASE_URL_ENV} is not set")
+    try:
+        return FreshDatabase(workdir, base)
+    except OperationalError as exc:
+        if not base:
+            raise
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+
+
+def stack_settings(database_url, base_url, mail_port=None, **overrides):
+    """[app:main] settings of a test stack: short intervals everywhere."""
+    settings = {
+        "sqlalchemy.url": database_url,
+        "jobrunner.timezone": "Europe/Amsterdam",
+        "jobrunner.session_secret": "e2e-secret",
+        "jobrunner.base_url": base_url,
+        "jobrunner.admin_emails": "admin@example.com",
+        "jobrunner.scheduler.embedded": "false",
+        "jobrunner.scheduler.interval": "0.2",
+        "jobrunner.worker.ping_interval": "0.5",
+        "jobrunner.worker.ping_margin": "0.5",
+        "jobrunner.worker.unresponsive_after_intervals": "2",
+        "mail.host": "127.0.0.1",
+        # Port 1: nothing listens, so a mail sent by mistake is an error in the log.
+        "mail.port": str(mail_port or 1),
+        "mail.default_sender": "jobrunner@example.com",
+    }
+    settings.update(overrides)
+    return settings
+
+
+# --- the app in a thread -----------------------------------------------------------
+
+
+class ThreadedServer:
+    """A WSGI app under waitress in a thread of this process, on a free port."""
+
+    def __init__(self, app, threads=8):
+        import waitress
+
+        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
+        self.base_url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.thread = threading.Thread(target=self._serve, name="waitress", daemon=True)
+        self._closing = False
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            self.server.run()
+        except OSError:
+            if not self._closing:
+                raise
+
+    def close(self):
+        self._closing = True
+        # What waitress's own test server does to stop from another thread.
+        while self.server._map:
+            for channel in list(self.server._map.values()):
+                channel.handle_close()
+        self.server.maintenance(0)
+        self.server.task_dispatcher.shutdown()
+        self.thread.join(timeout=10)
+
+
+# --- clients ------------------------------------------------------------------------
 
 
 class SignedClient:
@@ -68,53 +194,73 @@ class SignedClient:
         return self.get(path)["objects"]
 
 
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+class UserSession:
+    """A dashboard user: logged in through the /login form, with the CSRF
+    token of the page's meta tag on every state-changing request."""
+
+    def __init__(self, base_url, username, password):
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        token = self._csrf_token("/login")
+        response = self.session.post(
+            self.base_url + "/login",
+            data={"username": username, "password": password, "csrf_token": token},
+            allow_redirects=False, timeout=10,
+        )
+        assert response.status_code in (302, 303), response.text[:500]
+        self.csrf_token = self._csrf_token("/")
+
+    def _csrf_token(self, path):
+        response = self.session.get(self.base_url + path, timeout=10)
+        response.raise_for_status()
+        match = CSRF_META.search(response.text)
+        assert match, f"{path} carries no csrf-token meta tag"
+        return match.group(1)
+
+    def get(self, path):
+        response = self.session.get(self.base_url + path, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def request(self, method, path, data=None):
+        return self.session.request(
+            method, self.base_url + path, json=data, timeout=10,
+            headers={"X-CSRF-Token": self.csrf_token, "Accept": "application/json"},
+        )
+
+    def post(self, path, data):
+        return self.request("POST", path, data)
+
+
+# --- the stack of processes -----------------------------------------------------------
+
+
 class Stack:
-    def __init__(self, workdir, database_url=None, settings=None, mail_port=None):
+    """`database_url` names a PostgreSQL server to make a fresh database on
+    (SQLite in `workdir` without it); or pass a FreshDatabase as `database`.
+    The stack drops its database when it is closed."""
+
+    def __init__(self, workdir, database_url=None, settings=None, mail_port=None, database=None):
         self.workdir = str(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.created_database = None
-        if database_url:
-            self.database_url = self._fresh_postgres(database_url)
-        else:
-            self.database_url = f"sqlite:///{self.workdir}/jobrunner.sqlite"
-        self.settings = {
-            "sqlalchemy.url": self.database_url,
-            "jobrunner.timezone": "Europe/Amsterdam",
-            "jobrunner.session_secret": "e2e-secret",
-            "jobrunner.base_url": self.base_url,
-            "jobrunner.admin_emails": "admin@example.com",
-            "jobrunner.scheduler.embedded": "false",
-            "jobrunner.scheduler.interval": "0.2",
-            "jobrunner.worker.ping_interval": "0.5",
-            "jobrunner.worker.ping_margin": "0.5",
-            "jobrunner.worker.unresponsive_after_intervals": "2",
-            "mail.host": "127.0.0.1",
-            "mail.port": str(mail_port or 1),
-            "mail.default_sender": "jobrunner@example.com",
-        }
-        self.settings.update(settings or {})
-        self.ini = os.path.join(self.workdir, "stack.ini")
+        self.database = database or FreshDatabase(self.workdir, database_url)
+        self.database_url = self.database.url
+        self.engine = self.database.engine
+        self.Session = self.database.Session
+        self.settings = stack_settings(self.database_url, self.base_url, mail_port, **(settings or {}))
+        self.ini = self._write_ini("stack", self.settings)
         self.processes = []
-        self._write_ini()
-        upgrade(self.database_url)
-        self.engine = get_engine({"sqlalchemy.url": self.database_url})
-        self.Session = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self.server = None
+        self._closed = False
 
-    def _fresh_postgres(self, base_url):
-        url = make_url(normalize_url(base_url))
-        name = f"{url.database}_e2e_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        self.created_database = (url, name)
-        return url.set(database=name).render_as_string(hide_password=False)
-
-    def _write_ini(self):
+    def _write_ini(self, name, settings):
         lines = ["[app:main]", "use = egg:jobrunner"]
-        lines += [f"{key} = {value}" for key, value in self.settings.items()]
+        lines += [f"{key} = {value}" for key, value in settings.items()]
         lines += [
             "", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{self.port}",
             "threads = 8", "",
@@ -125,28 +271,45 @@ class Stack:
             "formatter = generic", "",
             "[formatter_generic]", "format = %(asctime)s %(levelname)s [%(name)s] %(message)s", "",
         ]
-        with open(self.ini, "w") as f:
+        path = os.path.join(self.workdir, f"{name}.ini")
+        with open(path, "w") as f:
             f.write("\n".join(lines))
+        return path
 
     # --- processes -------------------------------------------------------
 
     def spawn(self, name, argv, env=None):
         log_path = os.path.join(self.workdir, f"{name}.log")
         log = open(log_path, "ab")
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-            env={**os.environ, **(env or {})}, start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                env={**os.environ, **(env or {})}, start_new_session=True,
+            )
+        finally:
+            log.close()
         proc.name = name
         proc.log_path = log_path
         self.processes.append(proc)
         return proc
 
     def start_server(self):
+        """pserve on the stack's port (the same port every time)."""
         proc = self.spawn("server", [os.path.join(BIN, "pserve"), self.ini])
-        wait_until(self._server_answers, timeout=60, message="the server to answer")
-        assert proc.poll() is None, self.log_of(proc)
+        self.server = proc
+
+        def answers():
+            assert proc.poll() is None, f"the server exited:\n{self.log_of(proc)[-3000:]}"
+            return self._server_answers()
+
+        wait_until(answers, timeout=60, message="the server to answer")
         return proc
+
+    def stop_server(self):
+        """Stops the server; its port is free again when this returns."""
+        if self.server is not None:
+            self.stop(self.server)
+            self.server = None
 
     def _server_answers(self):
         try:
@@ -154,8 +317,14 @@ class Stack:
         except requests.RequestException:
             return False
 
-    def start_scheduler(self, name="scheduler"):
-        return self.spawn(name, [os.path.join(BIN, "jobrunner-scheduler"), self.ini])
+    def start_scheduler(self, name="scheduler", **settings):
+        """jobrunner-scheduler on the stack's ini, or on a copy with `settings`
+        changed (dots in setting names written as double underscores)."""
+        ini = self.ini
+        if settings:
+            changed = {key.replace("__", "."): str(value) for key, value in settings.items()}
+            ini = self._write_ini(name, {**self.settings, **changed})
+        return self.spawn(name, [os.path.join(BIN, "jobrunner-scheduler"), ini])
 
     def start_worker(self, api_key, secret, name=None, **options):
         name = name or f"worker-{api_key}"
@@ -190,31 +359,73 @@ class Stack:
         with open(proc.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
-    def logs(self):
-        return "\n".join(f"----- {p.name} -----\n{self.log_of(p)[-5000:]}" for p in self.processes)
+    def logs(self, tail=8000):
+        seen = set()
+        parts = []
+        for proc in self.processes:
+            if proc.log_path in seen:
+                continue
+            seen.add(proc.log_path)
+            parts.append(f"----- {os.path.basename(proc.log_path)} -----\n{self.log_of(proc)[-tail:]}")
+        return "\n".join(parts)
 
     def close(self):
-        for proc in reversed(self.processes):
-            if proc.poll() is None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for proc in reversed(self.processes):
+                if proc.poll() is None:
+                    try:
+                        os.killpg(proc.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            for proc in self.processes:
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for proc in self.processes:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=5)
+            self.kill_strays()
+        finally:
+            self.database.drop()
+
+    def kill_strays(self):
+        """Kills what outlived its worker (the scripts of a SIGKILLed worker
+        run on in process groups of their own): every process whose command
+        line names a file in this stack's directory, with its group."""
+        for pid in stray_processes(self.workdir):
             try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        self.engine.dispose()
-        if self.created_database:
-            url, name = self.created_database
-            admin = create_engine(url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     # --- data ------------------------------------------------------------
 
     def client(self, api_key, secret):
         return SignedClient(self.base_url, api_key, secret)
+
+    def login(self, username, password):
+        return UserSession(self.base_url, username, password)
+
+
+def stray_processes(workdir):
+    marker = os.fsencode(os.path.join(workdir, ""))
+    own = os.getpid()
+    own_group = os.getpgid(0)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if marker in cmdline:
+            try:
+                if os.getpgid(int(entry)) != own_group:
+                    found.append(int(entry))
+            except ProcessLookupError:
+                pass
+    return found

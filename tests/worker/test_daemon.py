@@ -1,35 +1,247 @@
-"""The daemon's loop against an in-memory fake of the REST API."""
+"""The worker daemon's loop against the real server.
 
+The daemon runs in a thread of the test; the server is the real WSGI app
+under waitress in another thread, on a database of this module's own
+(PostgreSQL when JOBRUNNER_TEST_DATABASE_URL is set, SQLite otherwise). A
+`Tap` sits in the HTTP path in front of the app: it records every request
+with the status the worker got, and can fail chosen requests as a faulty
+network or proxy would. Each test has a worker, pool and project of its own.
+"""
+
+import http
+import io
+import json
 import signal
 import subprocess
 import sys
 import threading
+import uuid
+from collections import namedtuple
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import selectinload
 
+from jobrunner import main
+from jobrunner.models import Job, JobTemplate, KillRequest, Run, RunLog, Worker, WorkerPool
 from jobrunner.worker.config import WorkerConfig
 from jobrunner.worker.daemon import KILLED_NOTE, RESTARTED_NOTE, WorkerDaemon
 
-from .fake_api import FakeApi
+from ..conftest import Factory
+from ..stack import SignedClient, ThreadedServer, database_from_environment, stack_settings
 from .test_executor import is_alive, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SECRET = "verysecret"
+
+Request = namedtuple("Request", "method path body status api_key")
+
+
+class Tap:
+    """WSGI middleware in front of the real app: records each request and
+    the status its sender got; `add_rule` fails chosen requests."""
+
+    def __init__(self, app):
+        self.app = app
+        self._lock = threading.Lock()
+        self.requests = []
+        self._rules = []
+
+    def reset(self):
+        with self._lock:
+            self.requests.clear()
+            self._rules.clear()
+
+    def add_rule(self, method, path, *, body_key=None, answers=(None,), forward=False,
+                 before=None):
+        """The next len(answers) matching requests: `before()` is called
+        first; the request reaches the app only with `forward`; a status in
+        `answers` replaces the app's answer (None keeps it)."""
+        with self._lock:
+            self._rules.append({
+                "method": method, "path": path, "body_key": body_key,
+                "answers": list(answers), "forward": forward, "before": before,
+            })
+
+    def _take_rule(self, method, path, body):
+        with self._lock:
+            for rule in self._rules:
+                if (
+                    rule["answers"]
+                    and rule["method"] == method
+                    and path.startswith(rule["path"])
+                    and (rule["body_key"] is None
+                         or (isinstance(body, dict) and rule["body_key"] in body))
+                ):
+                    return rule, rule["answers"].pop(0)
+        return None, None
+
+    def __call__(self, environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO", "")
+        if environ.get("QUERY_STRING"):
+            path += "?" + environ["QUERY_STRING"]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        api_key = authorization[len("ApiKey "):].split(":")[0] if authorization else None
+
+        rule, answer = self._take_rule(method, path, body)
+        if rule is not None and rule["before"] is not None:
+            rule["before"]()
+        status, headers, chunks = None, [], []
+        if rule is None or rule["forward"]:
+            status, headers, chunks = self._call_app(environ)
+        if answer is not None:
+            phrase = http.HTTPStatus(answer).phrase
+            status = f"{answer} {phrase}"
+            chunks = [json.dumps({"error": f"{phrase} (injected by the test)"}).encode()]
+            headers = [("Content-Type", "application/json")]
+        with self._lock:
+            self.requests.append(Request(method, path, body, int(status.split()[0]), api_key))
+        start_response(status, headers)
+        return chunks
+
+    def _call_app(self, environ):
+        answer = {}
+        written = []
+
+        def capture(status, headers, exc_info=None):
+            answer["status"], answer["headers"] = status, headers
+            return written.append
+
+        result = self.app(environ, capture)
+        try:
+            written.extend(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        return answer["status"], answer["headers"], [b"".join(written)]
+
+    def of(self, api_key, method=None, path=None):
+        with self._lock:
+            return [
+                r for r in self.requests
+                if r.api_key == api_key
+                and (method is None or r.method == method)
+                and (path is None or r.path.startswith(path))
+            ]
+
+
+class Live:
+    def __init__(self, database, server, tap):
+        self.database = database
+        self.Session = database.Session
+        self.server = server
+        self.base_url = server.base_url
+        self.tap = tap
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, mail_sink):
+    database = database_from_environment(tmp_path_factory.mktemp("worker-live"))
+    try:
+        app = main({}, **stack_settings(database.url, "http://jobrunner.example", mail_sink.port))
+        tap = Tap(app)
+        server = ThreadedServer(tap)
+        try:
+            yield Live(database, server, tap)
+        finally:
+            server.close()
+    finally:
+        database.drop()
+
+
+class World:
+    """This test's worker, pool, project and template, and the data helpers."""
+
+    def __init__(self, live):
+        self.live = live
+        self.api_key = "worker-" + uuid.uuid4().hex[:12]
+        with live.Session() as session:
+            factory = Factory(session)
+            self.worker = factory.worker(api_key=self.api_key, secret=SECRET)
+            self.pool = factory.pool(workers=[self.worker])
+            self.project = factory.project(pools=[self.pool])
+            # The job's script is all there is: no shebang added.
+            self.template = factory.template(self.project, body="{{ content }}")
+            session.commit()
+        self.worker_uri = f"/api/v1/worker/{self.worker.id}/"
+
+    def add_worker(self):
+        """Another worker in the same pool (no daemon of its own)."""
+        api_key = "other-" + uuid.uuid4().hex[:12]
+        with self.live.Session() as session:
+            factory = Factory(session)
+            other = factory.worker(api_key=api_key, secret=SECRET)
+            pool = session.get(WorkerPool, self.pool.id)
+            pool.workers.append(other)
+            session.commit()
+        return other
+
+    def add_job(self, script):
+        with self.live.Session() as session:
+            factory = Factory(session)
+            template = session.get(JobTemplate, self.template.id)
+            pool = session.get(WorkerPool, self.pool.id)
+            job = factory.job(template, pool, script=script)
+            session.commit()
+            return job
+
+    def add_run(self, job, log=None, **fields):
+        if "worker" in fields:
+            fields["worker_id"] = fields.pop("worker").id
+        with self.live.Session() as session:
+            run = Factory(session).run(session.get(Job, job.id), **fields)
+            if log is not None:
+                session.add(RunLog(run_id=run.id, content=log))
+            session.commit()
+            return run
+
+    def run(self, run):
+        with self.live.Session() as session:
+            return session.get(Run, run.id, options=[selectinload(Run.run_log)],
+                               populate_existing=True)
+
+    def log_of(self, run):
+        stored = self.run(run)
+        return stored.run_log.content if stored.run_log else None
+
+    def returned(self, run):
+        return self.run(run).return_dts is not None
+
+    def stored_worker(self):
+        with self.live.Session() as session:
+            return session.get(Worker, self.worker.id)
+
+    def job(self, job):
+        with self.live.Session() as session:
+            return session.get(Job, job.id)
+
+    def requests(self, method=None, path=None):
+        return self.live.tap.of(self.api_key, method, path)
+
+    def run_patches(self, run):
+        return [r.body for r in self.requests("PATCH", f"/api/v1/run/{run.id}/")]
 
 
 @pytest.fixture
-def api():
-    fake = FakeApi()
-    fake.base_url = fake.start()
-    yield fake
-    fake.stop()
+def world(live):
+    live.tap.reset()
+    return World(live)
 
 
-def make_config(api, tmp_path, **overrides):
+def make_config(live, world, tmp_path, **overrides):
     settings = dict(
-        api_base_url=api.base_url,
-        api_key="worker1",
-        secret="verysecret",
+        api_base_url=live.base_url + "/",
+        api_key=world.api_key,
+        secret=SECRET,
         concurrent_jobs=4,
         max_log_bytes=10_000,
         script_temp_path=str(tmp_path),
@@ -58,12 +270,12 @@ class RunningDaemon:
 
 
 @pytest.fixture
-def start_daemon(api, tmp_path):
+def start_daemon(live, world, tmp_path):
     running = []
 
     def start(**overrides):
         daemon = WorkerDaemon(
-            make_config(api, tmp_path, **overrides),
+            make_config(live, world, tmp_path, **overrides),
             log_update_interval=0.1,
             kill_grace_seconds=2,
         )
@@ -78,242 +290,284 @@ def start_daemon(api, tmp_path):
             daemon.thread.join(timeout=10)
 
 
-def returned(api, run):
-    return api.runs[run["id"]]["return_dts"] is not None
+def parse(value):
+    return datetime.fromisoformat(value)
 
 
-def test_claims_runs_reports_and_returns(api, start_daemon):
-    job = api.add_job("#!/bin/sh\necho hello from the job\n")
-    run = api.add_run(job)
+def test_claims_runs_reports_and_returns(world, start_daemon):
+    job = world.add_job("#!/bin/sh\necho hello from the job\n")
+    run = world.add_run(job)
     running = start_daemon()
 
-    wait_for(lambda: returned(api, run))
+    wait_for(lambda: world.returned(run))
     assert running.stop() == 0
 
-    stored = api.runs[run["id"]]
-    assert stored["return_success"] is True
-    assert stored["worker"] == api.worker["resource_uri"]
-    assert stored["pid"] > 0
-    assert api.log_of(run) == "hello from the job\n"
-    assert all(ok for _method, _path, _body, ok in api.requests)
+    stored = world.run(run)
+    assert stored.return_success is True
+    assert stored.worker_id == world.worker.id
+    assert stored.pid > 0
+    assert stored.enqueue_dts <= stored.start_dts <= stored.return_dts
+    assert stored.run_log.content == "hello from the job\n"
+    assert world.job(job).fail_times == 0
+    assert all(r.status in (200, 201, 202) for r in world.requests())
 
-    run_patches = [body for method, path, body, _ok in api.requests
-                   if method == "PATCH" and path == run["resource_uri"]]
+    run_patches = world.run_patches(run)
     assert set(run_patches[0]) == {"enqueue_dts", "worker"}
+    assert run_patches[0]["worker"] == world.worker_uri
     assert set(run_patches[1]) == {"start_dts", "pid"}
     assert set(run_patches[-1]) == {"return_dts", "return_success"}
+    assert len(run_patches) == 3
     for value in (run_patches[0]["enqueue_dts"], run_patches[-1]["return_dts"]):
         assert value.endswith("+00:00") and "." in value
+    # What the worker sent is what the server stored, microseconds included.
+    assert stored.enqueue_dts == parse(run_patches[0]["enqueue_dts"])
+    assert stored.return_dts == parse(run_patches[-1]["return_dts"])
     # The log is stored before the run is returned.
-    order = [(method, path) for method, path, _body, _ok in api.requests]
-    log_write = max(i for i, (m, p) in enumerate(order) if p.startswith("/api/v1/run_log/")
-                    and m in ("POST", "PATCH"))
-    last_return = max(i for i, entry in enumerate(order) if entry == ("PATCH", run["resource_uri"]))
-    assert log_write < last_return
+    sent = world.requests()
+    log_write = max(i for i, r in enumerate(sent)
+                    if r.path.startswith("/api/v1/run_log/") and r.method in ("POST", "PATCH"))
+    run_return = next(i for i, r in enumerate(sent)
+                      if r.method == "PATCH" and "return_dts" in (r.body or {}))
+    assert log_write < run_return
 
 
-def test_pings_with_version_and_concurrency(api, start_daemon):
+def test_pings_with_version_and_concurrency(world, start_daemon):
+    before = datetime.now(timezone.utc)
     running = start_daemon(concurrent_jobs=3)
-    wait_for(lambda: len(api.requests_to("PATCH", "/api/v1/worker/1/")) >= 3)
+    wait_for(lambda: len(world.requests("PATCH", world.worker_uri)) >= 3)
     assert running.stop() == 0
-    body = api.requests_to("PATCH", "/api/v1/worker/1/")[0][2]
-    assert set(body) == {"ping_response_dts", "worker_version", "concurrent_jobs"}
-    assert body["concurrent_jobs"] == 3
-    assert body["worker_version"]
+    pings = world.requests("PATCH", world.worker_uri)
+    assert all(r.status == 202 for r in pings)
+    assert set(pings[0].body) == {"ping_response_dts", "worker_version", "concurrent_jobs"}
+    stored = world.stored_worker()
+    assert stored.concurrent_jobs == 3
+    assert stored.worker_version and stored.worker_version == pings[0].body["worker_version"]
+    assert stored.ping_response_dts >= before
+    assert stored.ping_response_dts == parse(pings[-1].body["ping_response_dts"])
 
 
-def test_script_without_shebang_is_a_failed_run(api, start_daemon):
-    run = api.add_run(api.add_job("echo no shebang\n"))
+def test_script_without_shebang_is_a_failed_run(world, start_daemon):
+    run = world.add_run(world.add_job("echo no shebang\n"))
     running = start_daemon()
-    wait_for(lambda: returned(api, run))
+    wait_for(lambda: world.returned(run))
     assert running.stop() == 0
-    stored = api.runs[run["id"]]
-    assert stored["return_success"] is False
-    assert stored["start_dts"] is not None
-    assert "shebang" in api.log_of(run)
+    stored = world.run(run)
+    assert stored.return_success is False
+    assert stored.start_dts is not None
+    assert "shebang" in stored.run_log.content
 
 
-def test_failing_script_is_a_failed_run_with_its_exit_code(api, start_daemon):
-    run = api.add_run(api.add_job("#!/bin/sh\necho oops\nexit 4\n"))
+def test_failing_script_is_a_failed_run_with_its_exit_code(world, start_daemon):
+    job = world.add_job("#!/bin/sh\necho oops\nexit 4\n")
+    run = world.add_run(job)
     running = start_daemon()
-    wait_for(lambda: returned(api, run))
+    wait_for(lambda: world.returned(run))
     assert running.stop() == 0
-    assert api.runs[run["id"]]["return_success"] is False
-    assert api.log_of(run) == "oops\n[jobrunner-worker] exit code 4\n"
+    assert world.run(run).return_success is False
+    assert world.log_of(run) == "oops\n[jobrunner-worker] exit code 4\n"
+    assert world.job(job).fail_times == 1
 
 
-def test_live_log_is_updated_while_the_script_runs(api, start_daemon, tmp_path):
+def test_live_log_is_updated_while_the_script_runs(world, start_daemon, tmp_path):
     go_on = tmp_path / "go-on"
-    run = api.add_run(api.add_job(
+    run = world.add_run(world.add_job(
         f"#!/bin/sh\necho first\nwhile [ ! -e {go_on} ]; do sleep 0.05; done\necho second\n"
     ))
     running = start_daemon()
-    wait_for(lambda: api.log_of(run) == "first\n")
+    wait_for(lambda: world.log_of(run) == "first\n")
+    assert world.run(run).return_dts is None
     go_on.touch()
-    wait_for(lambda: returned(api, run))
+    wait_for(lambda: world.returned(run))
     assert running.stop() == 0
-    assert api.log_of(run) == "first\nsecond\n"
-    assert len(api.requests_to("POST", "/api/v1/run_log/")) == 1
+    assert world.log_of(run) == "first\nsecond\n"
+    assert len(world.requests("POST", "/api/v1/run_log/")) == 1
 
 
-def test_never_more_than_concurrent_jobs_at_once(api, start_daemon):
-    runs = [api.add_run(api.add_job("#!/bin/sh\nsleep 0.3\n")) for _ in range(5)]
+def max_overlap(runs):
+    events = sorted([(run.start_dts, 1) for run in runs] + [(run.return_dts, -1) for run in runs])
+    running = highest = 0
+    for _when, step in events:
+        running += step
+        highest = max(highest, running)
+    return highest
+
+
+def test_never_more_than_concurrent_jobs_at_once(world, start_daemon):
+    runs = [world.add_run(world.add_job("#!/bin/sh\nsleep 0.3\n")) for _ in range(5)]
     running = start_daemon(concurrent_jobs=2)
-    wait_for(lambda: all(returned(api, run) for run in runs), timeout=20)
+    wait_for(lambda: all(world.returned(run) for run in runs), timeout=20)
     assert running.stop() == 0
-    assert api.max_started_at_once == 2
-    assert all(api.runs[run["id"]]["return_success"] for run in runs)
-    for method, path, _body, _ok in api.requests:
-        if path.startswith("/api/v1/run/?state=enqueueable"):
-            assert "limit=0" not in path
+    stored = [world.run(run) for run in runs]
+    assert all(run.return_success for run in stored)
+    assert max_overlap(stored) == 2
+    listings = world.requests("GET", "/api/v1/run/?")
+    assert listings and all("limit=0" not in r.path for r in listings)
 
 
-def test_a_run_taken_by_another_worker_is_skipped(api, start_daemon):
-    run = api.add_run(api.add_job("#!/bin/sh\nexit 0\n"))
-    api.stolen_on_claim.add(run["id"])
-    other = api.add_run(api.add_job("#!/bin/sh\necho mine\n"))
+def test_a_run_taken_by_another_worker_is_skipped(world, start_daemon):
+    run = world.add_run(world.add_job("#!/bin/sh\nexit 0\n"))
+    other_worker = world.add_worker()
+    other = SignedClient(world.live.base_url, other_worker.api_key, SECRET)
+
+    def other_claims_first():
+        response = other.request("PATCH", f"/api/v1/run/{run.id}/", {
+            "enqueue_dts": datetime.now(timezone.utc).isoformat(),
+            "worker": f"/api/v1/worker/{other_worker.id}/",
+        })
+        assert response.status_code == 202, response.text
+
+    world.live.tap.add_rule("PATCH", f"/api/v1/run/{run.id}/", body_key="enqueue_dts",
+                            forward=True, before=other_claims_first)
+    mine = world.add_run(world.add_job("#!/bin/sh\necho mine\n"))
     running = start_daemon()
-    wait_for(lambda: returned(api, other))
+    wait_for(lambda: world.returned(mine))
     assert running.stop() == 0
-    stolen = api.runs[run["id"]]
-    assert stolen["start_dts"] is None and stolen["return_dts"] is None
-    assert len(api.requests_to("PATCH", run["resource_uri"])) == 1
+    taken = world.run(run)
+    assert taken.worker_id == other_worker.id
+    assert taken.start_dts is None and taken.return_dts is None
+    assert [r.status for r in world.requests("PATCH", f"/api/v1/run/{run.id}/")] == [409]
+    assert world.log_of(mine) == "mine\n"
 
 
-def test_return_is_retried_through_server_errors(api, start_daemon):
-    run = api.add_run(api.add_job("#!/bin/sh\necho ok\n"))
-    api.fail("PATCH", run["resource_uri"], [503, 502, 500], body_key="return_dts")
+def test_return_is_retried_through_server_errors(world, start_daemon):
+    job = world.add_job("#!/bin/sh\necho ok\n")
+    run = world.add_run(job)
+    world.live.tap.add_rule("PATCH", f"/api/v1/run/{run.id}/", body_key="return_dts",
+                            answers=[503, 502, 500])
     running = start_daemon()
-    wait_for(lambda: returned(api, run))
+    wait_for(lambda: world.returned(run))
     assert running.stop() == 0
-    returns = [body for method, path, body, _ok in api.requests
-               if method == "PATCH" and path == run["resource_uri"] and "return_dts" in body]
-    assert len(returns) == 4
-    assert api.runs[run["id"]]["return_success"] is True
+    returns = [r.status for r in world.requests("PATCH", f"/api/v1/run/{run.id}/")
+               if "return_dts" in r.body]
+    assert returns == [503, 502, 500, 202]
+    assert world.run(run).return_success is True
+    assert world.job(job).fail_times == 0
 
 
-def test_lost_claim_answer_is_recognised_as_our_claim(api, start_daemon):
-    run = api.add_run(api.add_job("#!/bin/sh\necho once >> \"$0.count\"\necho ran\n"))
-    original_handle = api.handle
-    state = {"dropped": False}
-
-    def handle_and_lose_first_claim_answer(method, path, raw_body, authorization):
-        status, payload = original_handle(method, path, raw_body, authorization)
-        if method == "PATCH" and path == run["resource_uri"] and not state["dropped"]:
-            state["dropped"] = True
-            return 502, {"error": "proxy lost the answer"}
-        return status, payload
-
-    api.handle = handle_and_lose_first_claim_answer
+def test_lost_claim_answer_is_recognised_as_our_claim(world, start_daemon, tmp_path):
+    count = tmp_path / "count"
+    run = world.add_run(world.add_job(f"#!/bin/sh\necho once >> {count}\necho ran\n"))
+    # The claim reaches the server; its answer is lost on the way back.
+    world.live.tap.add_rule("PATCH", f"/api/v1/run/{run.id}/", body_key="enqueue_dts",
+                            forward=True, answers=[502])
     running = start_daemon()
-    wait_for(lambda: returned(api, run))
+    wait_for(lambda: world.returned(run))
     assert running.stop() == 0
-    assert api.runs[run["id"]]["return_success"] is True
-    assert api.log_of(run) == "ran\n"
-    starts = [body for method, path, body, _ok in api.requests
-              if method == "PATCH" and path == run["resource_uri"] and "pid" in body]
-    assert len(starts) == 1
+    assert world.run(run).return_success is True
+    assert world.log_of(run) == "ran\n"
+    assert count.read_text() == "once\n"
+    claims = [r.status for r in world.requests("PATCH", f"/api/v1/run/{run.id}/")
+              if "enqueue_dts" in r.body]
+    # The worker sends the very same claim again; the server takes it as the
+    # claim it already holds.
+    assert claims == [502, 202]
+    assert len([body for body in world.run_patches(run) if "pid" in body]) == 1
 
 
-def test_kill_request_kills_the_run(api, start_daemon):
-    run = api.add_run(api.add_job(
-        "#!/bin/sh\nsleep 300 &\necho child $!\nwait\n"
-    ))
+def test_kill_request_kills_the_run(world, start_daemon):
+    run = world.add_run(world.add_job("#!/bin/sh\nsleep 300 &\necho child $!\nwait\n"))
     running = start_daemon()
-    wait_for(lambda: (api.log_of(run) or "").startswith("child "))
-    child = int(api.log_of(run).split()[1])
-    kill_request = api.add_kill_request(api.runs[run["id"]])
+    wait_for(lambda: (world.log_of(run) or "").startswith("child "))
+    child = int(world.log_of(run).split()[1])
+    client = SignedClient(world.live.base_url, world.api_key, SECRET)
+    response = client.request("POST", "/api/v1/kill_request/", {"run": f"/api/v1/run/{run.id}/"})
+    assert response.status_code == 201, response.text
+    kill_uri = response.json()["resource_uri"]
 
-    wait_for(lambda: returned(api, run))
+    wait_for(lambda: world.returned(run))
     assert running.stop() == 0
-    stored_kill = api.kill_requests[kill_request["id"]]
-    assert stored_kill["enqueue_dts"] is not None
-    assert stored_kill["execute_dts"] is not None
-    assert api.runs[run["id"]]["return_success"] is False
-    assert KILLED_NOTE in api.log_of(run)
-    wait_for(lambda: not is_alive(child))
+    stored = world.run(run)
+    assert stored.return_success is False
+    assert KILLED_NOTE in stored.run_log.content
+    with world.live.Session() as session:
+        kill = session.get(KillRequest, response.json()["id"])
     # enqueue_dts, then execute_dts, then the return.
-    order = [(method, path, tuple(body or ())) for method, path, body, _ok in api.requests
-             if method == "PATCH"]
-    kill_enqueue = order.index(("PATCH", kill_request["resource_uri"], ("enqueue_dts",)))
-    kill_execute = order.index(("PATCH", kill_request["resource_uri"], ("execute_dts",)))
-    run_return = order.index(("PATCH", run["resource_uri"], ("return_dts", "return_success")))
+    assert kill.enqueue_dts <= kill.execute_dts <= stored.return_dts
+    wait_for(lambda: not is_alive(child))
+    order = [(r.path, tuple(r.body or ())) for r in world.requests("PATCH")]
+    kill_enqueue = order.index((kill_uri, ("enqueue_dts",)))
+    kill_execute = order.index((kill_uri, ("execute_dts",)))
+    run_return = order.index((f"/api/v1/run/{run.id}/", ("return_dts", "return_success")))
     assert kill_enqueue < kill_execute < run_return
 
 
-def test_kill_request_for_a_run_not_running_here_is_closed(api, start_daemon):
-    run = api.add_run(api.add_job("#!/bin/sh\n"), worker=api.worker["resource_uri"],
-                      enqueue_dts="2020-01-01T00:00:00+00:00",
-                      start_dts="2020-01-01T00:00:01+00:00",
-                      return_dts="2020-01-01T00:00:02+00:00", return_success=True)
-    kill_request = api.add_kill_request(run)
+def test_kill_request_for_a_run_not_running_here_is_closed(world, start_daemon):
+    # Asked for while the run went on; the run returned before the worker saw it.
+    at = datetime.now(timezone.utc) - timedelta(seconds=10)
+    run = world.add_run(world.add_job("#!/bin/sh\n"), worker=world.worker,
+                        enqueue_dts=at, start_dts=at, return_dts=at, return_success=True)
+    with world.live.Session() as session:
+        kill = KillRequest(run_id=run.id, schedule_dts=at)
+        session.add(kill)
+        session.commit()
     running = start_daemon()
-    wait_for(lambda: api.kill_requests[kill_request["id"]]["execute_dts"] is not None)
+
+    def executed():
+        with world.live.Session() as session:
+            return session.get(KillRequest, kill.id).execute_dts is not None
+
+    wait_for(executed)
     assert running.stop() == 0
-    assert api.runs[run["id"]]["return_success"] is True
+    assert world.run(run).return_success is True
 
 
-def test_restart_settles_runs_left_by_an_earlier_process(api, start_daemon):
-    worker_uri = api.worker["resource_uri"]
-    job = api.add_job("#!/bin/sh\necho again\n")
-    in_queue = api.add_run(job, worker=worker_uri, enqueue_dts="2020-01-01T00:00:00+00:00")
-    started = api.add_run(job, worker=worker_uri, enqueue_dts="2020-01-01T00:00:00+00:00",
-                          start_dts="2020-01-01T00:00:01+00:00", pid=12345)
-    api.add_run_log(started, "partial output\n")
-    started_without_log = api.add_run(
-        api.add_job("#!/bin/sh\n"), worker=worker_uri,
-        enqueue_dts="2020-01-01T00:00:00+00:00", start_dts="2020-01-01T00:00:01+00:00")
+def test_restart_settles_runs_left_by_an_earlier_process(world, start_daemon):
+    job = world.add_job("#!/bin/sh\necho again\n")
+    earlier = datetime.now(timezone.utc) - timedelta(seconds=10)
+    in_queue = world.add_run(job, worker=world.worker, enqueue_dts=earlier)
+    started = world.add_run(job, worker=world.worker, enqueue_dts=earlier, start_dts=earlier,
+                            pid=12345, log="partial output\n")
+    started_without_log = world.add_run(
+        world.add_job("#!/bin/sh\n"), worker=world.worker, enqueue_dts=earlier, start_dts=earlier)
 
     running = start_daemon()
     # The run put back in the queue is then claimed and run afresh.
-    wait_for(lambda: returned(api, in_queue) and returned(api, started)
-             and returned(api, started_without_log))
+    wait_for(lambda: world.returned(in_queue) and world.returned(started)
+             and world.returned(started_without_log))
     assert running.stop() == 0
 
-    resets = [body for method, path, body, _ok in api.requests
-              if method == "PATCH" and path == in_queue["resource_uri"]]
-    assert resets[0] == {"enqueue_dts": None, "start_dts": None}
-    assert api.runs[in_queue["id"]]["return_success"] is True
-    assert api.log_of(in_queue) == "again\n"
+    assert world.run_patches(in_queue)[0] == {"enqueue_dts": None, "start_dts": None}
+    assert world.run(in_queue).return_success is True
+    assert world.log_of(in_queue) == "again\n"
 
-    assert api.runs[started["id"]]["return_success"] is False
-    assert api.log_of(started) == "partial output\n" + RESTARTED_NOTE + "\n"
-    assert api.runs[started_without_log["id"]]["return_success"] is False
-    assert api.log_of(started_without_log) == RESTARTED_NOTE + "\n"
+    assert world.run(started).return_success is False
+    assert world.log_of(started) == "partial output\n" + RESTARTED_NOTE + "\n"
+    assert world.run(started_without_log).return_success is False
+    assert world.log_of(started_without_log) == RESTARTED_NOTE + "\n"
 
 
-def test_stop_lets_running_runs_finish_and_claims_nothing_more(api, start_daemon, tmp_path):
+def test_stop_lets_running_runs_finish_and_claims_nothing_more(world, start_daemon, tmp_path):
     go_on = tmp_path / "go-on"
-    run = api.add_run(api.add_job(
+    run = world.add_run(world.add_job(
         f"#!/bin/sh\nwhile [ ! -e {go_on} ]; do sleep 0.05; done\necho finished\n"
     ))
     running = start_daemon()
-    wait_for(lambda: api.runs[run["id"]]["start_dts"] is not None)
+    wait_for(lambda: world.run(run).start_dts is not None)
 
     running.daemon.request_stop()
-    later = api.add_run(api.add_job("#!/bin/sh\necho too late\n"))
+    later = world.add_run(world.add_job("#!/bin/sh\necho too late\n"))
     # Still waiting for the running script, and pinging meanwhile.
-    pings = len(api.requests_to("PATCH", "/api/v1/worker/1/"))
-    wait_for(lambda: len(api.requests_to("PATCH", "/api/v1/worker/1/")) > pings)
+    pings = len(world.requests("PATCH", world.worker_uri))
+    wait_for(lambda: len(world.requests("PATCH", world.worker_uri)) > pings)
     assert running.thread.is_alive()
     go_on.touch()
     running.thread.join(timeout=20)
     assert running.exit_code == 0
-    assert api.runs[run["id"]]["return_success"] is True
-    assert api.log_of(run) == "finished\n"
-    assert api.runs[later["id"]]["enqueue_dts"] is None
+    assert world.run(run).return_success is True
+    assert world.log_of(run) == "finished\n"
+    assert world.run(later).enqueue_dts is None
 
 
-def test_sigterm_on_the_command_line_daemon(api, tmp_path):
+def test_sigterm_on_the_command_line_daemon(live, world, tmp_path):
     go_on = tmp_path / "go-on"
-    run = api.add_run(api.add_job(
+    run = world.add_run(world.add_job(
         f"#!/bin/sh\nwhile [ ! -e {go_on} ]; do sleep 0.05; done\necho done\n"
     ))
     ini = tmp_path / "worker.ini"
     ini.write_text(
         "[jobrunner_worker]\n"
-        f"api_base_url = {api.base_url}\n"
-        "api_key = worker1\nsecret = verysecret\n"
+        f"api_base_url = {live.base_url}/\n"
+        f"api_key = {world.api_key}\nsecret = {SECRET}\n"
         f"script_temp_path = {tmp_path}\n"
         "poll_interval = 0.05\nping_interval = 0.5\nlog_level = debug\n"
     )
@@ -322,20 +576,21 @@ def test_sigterm_on_the_command_line_daemon(api, tmp_path):
         cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_for(lambda: api.runs[run["id"]]["start_dts"] is not None, timeout=30)
+        wait_for(lambda: world.run(run).start_dts is not None, timeout=30)
         process.send_signal(signal.SIGTERM)
         go_on.touch()
         assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
     stderr = process.stderr.read()
     assert "SIGTERM" in stderr
-    assert api.runs[run["id"]]["return_success"] is True
-    assert api.log_of(run) == "done\n"
+    assert world.run(run).return_success is True
+    assert world.log_of(run) == "done\n"
 
 
-def test_wrong_secret_is_an_error_exit(api, tmp_path):
-    daemon = WorkerDaemon(make_config(api, tmp_path, secret="wrong"))
+def test_wrong_secret_is_an_error_exit(live, world, tmp_path):
+    daemon = WorkerDaemon(make_config(live, world, tmp_path, secret="wrong"))
     assert daemon.run() == 1
-    assert not any(ok for _m, _p, _b, ok in api.requests)
+    assert [r.status for r in world.requests()] == [401]
