@@ -286,7 +286,23 @@ class _Entry:
         return LoadError(f"{self}: {message}")
 
 
-READ_ONLY = {"id", "script_content", "fail_times", "last_completed_schedule_id", "password_hash"}
+READ_ONLY = {"id", "script_content", "fail_times", "last_completed_schedule_id"}
+_NOT_GIVEN = object()
+
+
+@dataclasses.dataclass
+class _LoadedJob:
+    entry: _Entry
+    project: Project
+    job: Job
+    created: bool
+    changed: list
+    parent: object  # a title, None (no parent) or _NOT_GIVEN (leave it)
+    schedule_dts: datetime | None
+
+    @property
+    def name(self):
+        return f"{self.job.title!r} (project {self.project.title!r})"
 
 
 class _Load:
@@ -294,7 +310,7 @@ class _Load:
         self.db = dbsession
         self.to_datetime = _datetime(zone)
         self.changes = []
-        # Jobs of the file by (project title, job title), for parents.
+        # Jobs of the file by (project id, job title), for their parents.
         self.file_jobs = {}
         self.rerender_templates = []
 
@@ -355,9 +371,7 @@ class _Load:
     def apply(self, obj, values, changed):
         for name, value in values.items():
             current = getattr(obj, name)
-            if isinstance(current, list) and not isinstance(value, list):
-                value = list(value)
-            if isinstance(current, list):
+            if isinstance(current, list):  # a many-to-many link: order means nothing
                 differs = {id(o) for o in current} != {id(o) for o in value}
             else:
                 differs = current != value
@@ -566,8 +580,8 @@ class _Load:
                               f"in several templates ({templates}); rename one of them")
         return jobs[0] if jobs else None
 
-    def load_jobs(self, data):
-        spec = {
+    def job_spec(self):
+        return {
             "project": _text(required=True),
             "job_template": _text(required=True),
             "title": _text(_length(Job, "title"), required=True),
@@ -585,114 +599,119 @@ class _Load:
             "disable_enqueue_after_fails": _integer(0, nullable=True),
             "schedule_dts": lambda value: self.to_datetime(value, nullable=True),
         }
-        loaded = []
-        for entry, raw in self.entries(data, "jobs", ("project", "title")):
-            values = self.read_entry(entry, raw, spec, required=("project", "title"))
-            project = self.project(entry, values.pop("project"))
-            job = self.find_job(entry, "title", project, values["title"])
-            created = job is None
-            if created:
-                for key in ("job_template", "worker_pool"):
-                    if key not in values:
-                        raise entry.error(f"{key} is required for a new job")
-            changed = []
-            if "job_template" in values:
-                template = self.template(entry, "job_template", project,
-                                         values.pop("job_template"))
-            else:
-                template = job.job_template
-            if "worker_pool" in values:
-                title = values.pop("worker_pool")
-                pool = self.one(entry, "worker_pool", WorkerPool, WorkerPool.title, title,
-                                "worker pool")
-                if pool not in project.worker_pools:
-                    raise entry.error(f"worker_pool {title!r} is not one of the project's pools")
-            else:
-                pool = job.worker_pool
-            parent = values.pop("parent", ...)
-            excludes = values.pop("reschedule_excludes", None)
-            schedule_dts = values.pop("schedule_dts", None)
-            self.set_addresses(values)
-            if created:
-                job = Job(title=values["title"], job_template=template, worker_pool=pool,
-                          description="", script_content_partial="", script_content="",
-                          enqueue_is_enabled=True, notification_addresses="",
-                          run_on_all_workers=False, schedule_children_on_error=False,
-                          fail_times=0)
-                self.db.add(job)
-            else:
-                self.apply(job, {"job_template": template, "worker_pool": pool}, changed)
-            self.apply(job, values, changed)
-            if excludes is not None:
-                current = [(e.start_time, e.end_time, e.note) for e in job.reschedule_excludes]
-                if current != excludes:
-                    job.reschedule_excludes = [
-                        RescheduleExclude(start_time=start, end_time=end, note=note)
-                        for start, end, note in excludes
-                    ]
-                    changed.append("reschedule_excludes")
-            if job.reschedule_interval is not None and job.reschedule_interval_type is None:
-                raise entry.error("reschedule_interval needs a reschedule_interval_type")
-            self.db.flush()
-            self.file_jobs[(project.id, job.title)] = job
-            loaded.append((entry, project, job, created, changed, parent, schedule_dts))
 
-        # Parents may name jobs further down the file: resolve them once all
-        # jobs exist, and check the chains before anything is flushed (a
-        # cycle of new rows could not be flushed at all).
-        with self.db.no_autoflush:
-            for entry, project, job, created, changed, parent, _ in loaded:
-                if parent is ...:
-                    continue
-                if parent is None:
-                    parent_job = None
-                else:
-                    parent_job = self.file_jobs.get((project.id, parent)) or self.find_job(
-                        entry, "parent", project, parent)
-                    if parent_job is None:
-                        raise entry.error(f"parent: no job {parent!r} in project "
-                                          f"{project.title!r}")
-                if job.parent is not parent_job:
-                    job.parent = parent_job
-                    changed.append("parent")
-            for entry, project, job, *_ in loaded:
-                chain = [job.title]
-                current = job.parent
-                seen = {id(job)}
-                while current is not None:
-                    chain.append(current.title)
-                    if id(current) in seen:
-                        raise entry.error(f"parent: the chain {' -> '.join(chain)} is a cycle")
-                    seen.add(id(current))
-                    current = current.parent
+    def load_jobs(self, data):
+        spec = self.job_spec()
+        loaded = [self.load_job(entry, raw, spec)
+                  for entry, raw in self.entries(data, "jobs", ("project", "title"))]
+        self.resolve_parents(loaded)
         self.db.flush()
-
-        for entry, project, job, created, changed, _, _ in loaded:
-            script = job.render_script()
-            if job.script_content != script:
-                job.script_content = script
-                if not created:
-                    changed.append("script_content")
-            self.record("job", f"{job.title!r} (project {project.title!r})", created, changed)
+        for item in loaded:
+            script = item.job.render_script()
+            if item.job.script_content != script:
+                item.job.script_content = script
+                if not item.created:
+                    item.changed.append("script_content")
+            self.record("job", item.name, item.created, item.changed)
         # Jobs that the file does not mention follow their template's new body.
         if self.rerender_templates:
             template_ids = [template.id for template in self.rerender_templates]
             for job in self.db.scalars(select(Job).where(Job.job_template_id.in_(template_ids))):
-                script = job.render_script()
-                if job.script_content != script:
-                    job.script_content = script
+                job.script_content = job.render_script()
         self.db.flush()
+        for item in loaded:
+            if item.schedule_dts is not None:
+                self.schedule_first_run(item)
 
-        for entry, project, job, _, _, _, schedule_dts in loaded:
-            if schedule_dts is None:
-                continue
-            pending = self.db.scalar(
-                select(Run.id).where(Run.job_id == job.id, Run.return_dts.is_(None)).limit(1)
-            )
-            if pending is None:
-                create_run(self.db, job, schedule_dts, is_manual=False)
-                self.changes.append(Change("job", f"{job.title!r} (project {project.title!r})",
-                                           "scheduled", (schedule_dts.isoformat(),)))
+    def load_job(self, entry, raw, spec):
+        """Creates or updates one job, all but its parent."""
+        values = self.read_entry(entry, raw, spec, required=("project", "title"))
+        project = self.project(entry, values.pop("project"))
+        job = self.find_job(entry, "title", project, values["title"])
+        created = job is None
+        if created:
+            for key in ("job_template", "worker_pool"):
+                if key not in values:
+                    raise entry.error(f"{key} is required for a new job")
+        if "job_template" in values:
+            template = self.template(entry, "job_template", project, values.pop("job_template"))
+        else:
+            template = job.job_template
+        if "worker_pool" in values:
+            title = values.pop("worker_pool")
+            pool = self.one(entry, "worker_pool", WorkerPool, WorkerPool.title, title,
+                            "worker pool")
+            if pool not in project.worker_pools:
+                raise entry.error(f"worker_pool {title!r} is not one of the project's pools")
+        else:
+            pool = job.worker_pool
+        parent = values.pop("parent", _NOT_GIVEN)
+        excludes = values.pop("reschedule_excludes", None)
+        schedule_dts = values.pop("schedule_dts", None)
+        self.set_addresses(values)
+        changed = []
+        if created:
+            job = Job(title=values["title"], job_template=template, worker_pool=pool,
+                      description="", script_content_partial="", script_content="",
+                      enqueue_is_enabled=True, notification_addresses="",
+                      run_on_all_workers=False, schedule_children_on_error=False, fail_times=0)
+            self.db.add(job)
+        else:
+            self.apply(job, {"job_template": template, "worker_pool": pool}, changed)
+        self.apply(job, values, changed)
+        if excludes is not None:
+            current = [(e.start_time, e.end_time, e.note) for e in job.reschedule_excludes]
+            if current != excludes:
+                job.reschedule_excludes = [
+                    RescheduleExclude(start_time=start, end_time=end, note=note)
+                    for start, end, note in excludes
+                ]
+                changed.append("reschedule_excludes")
+        if job.reschedule_interval is not None and job.reschedule_interval_type is None:
+            raise entry.error("reschedule_interval needs a reschedule_interval_type")
+        self.db.flush()
+        self.file_jobs[(project.id, job.title)] = job
+        return _LoadedJob(entry, project, job, created, changed, parent, schedule_dts)
+
+    def resolve_parents(self, loaded):
+        """Parents may name jobs further down the file: they are resolved once
+        all jobs exist, and the chains are checked before anything is flushed
+        (a cycle of new rows could not be flushed at all)."""
+        with self.db.no_autoflush:
+            for item in loaded:
+                if item.parent is _NOT_GIVEN:
+                    continue
+                parent = None
+                if item.parent is not None:
+                    parent = (self.file_jobs.get((item.project.id, item.parent))
+                              or self.find_job(item.entry, "parent", item.project, item.parent))
+                    if parent is None:
+                        raise item.entry.error(f"parent: no job {item.parent!r} in project "
+                                               f"{item.project.title!r}")
+                if item.job.parent is not parent:
+                    item.job.parent = parent
+                    item.changed.append("parent")
+            for item in loaded:
+                chain = [item.job.title]
+                seen = {id(item.job)}
+                current = item.job.parent
+                while current is not None:
+                    chain.append(current.title)
+                    if id(current) in seen:
+                        raise item.entry.error(
+                            f"parent: the chain {' -> '.join(chain)} is a cycle")
+                    seen.add(id(current))
+                    current = current.parent
+
+    def schedule_first_run(self, item):
+        """A first recurring run, unless the job has a run still pending."""
+        pending = self.db.scalar(
+            select(Run.id).where(Run.job_id == item.job.id, Run.return_dts.is_(None)).limit(1)
+        )
+        if pending is None:
+            create_run(self.db, item.job, item.schedule_dts, is_manual=False)
+            self.changes.append(Change("job", item.name, "scheduled",
+                                       (item.schedule_dts.isoformat(),)))
 
     def check_project_pools(self):
         """A project that lost a pool may not keep jobs on it."""
