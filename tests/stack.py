@@ -70,6 +70,7 @@ class FreshDatabase:
             self.created = (url, name)
             self.url = url.set(database=name).render_as_string(hide_password=False)
         else:
+            os.makedirs(workdir, exist_ok=True)
             self.url = f"sqlite:///{workdir}/jobrunner.sqlite"
         upgrade(self.url)
         self.engine = get_engine({"sqlalchemy.url": self.url})
@@ -336,7 +337,7 @@ class Stack:
             "concurrent_jobs": 4,
             "poll_interval": 0.1,
             "ping_interval": 0.3,
-            "log_level": "debug",
+            "log_level": "info",
             "script_temp_path": os.path.join(self.workdir, "scripts"),
         }
         values.update(options)
@@ -390,13 +391,17 @@ class Stack:
         finally:
             self.database.drop()
 
-    def kill_strays(self):
+    def kill_strays(self, directory=None):
         """Kills what outlived its worker (the scripts of a SIGKILLed worker
         run on in process groups of their own): every process whose command
-        line names a file in this stack's directory, with its group."""
-        for pid in stray_processes(self.workdir):
+        line names a file in `directory` (the stack's directory by default),
+        with its group; the stack's own running processes are spared."""
+        own = {proc.pid for proc in self.processes if proc.poll() is None}
+        for pid in stray_processes(directory or self.workdir):
             try:
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
+                group = os.getpgid(pid)
+                if group not in own:
+                    os.killpg(group, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 

@@ -216,6 +216,8 @@ class RunHandler(threading.Thread):
         finally:
             if reporter.is_alive():
                 reporter.stop()
+        # The run ended now, however long the server takes to hear of it.
+        finished_dts = utc_now_iso()
         if result.abandoned:
             return
 
@@ -243,7 +245,9 @@ class RunHandler(threading.Thread):
                 NOTE_PREFIX + executor.describe_exit_code(result.exit_code)
             )
         for kill_request in kill_requests:
-            self.worker_daemon.mark_kill_request_executed(kill_request, abort=force)
+            self.worker_daemon.mark_kill_request_executed(
+                kill_request, abort=force, execute_dts=finished_dts
+            )
 
         try:
             writer.write(log_buffer.render())
@@ -251,7 +255,9 @@ class RunHandler(threading.Thread):
             # The result matters more than its log: report it anyway.
             log.error("run %s: log not stored: %s", self.run_uri, error)
 
-        self.worker_daemon.return_run(self.run_uri, result.success, abort=force)
+        self.worker_daemon.return_run(
+            self.run_uri, result.success, abort=force, return_dts=finished_dts
+        )
 
     def _release_claim(self):
         """Give the run back to the queue when it cannot be executed here."""
@@ -469,11 +475,11 @@ class WorkerDaemon:
             log.error("run %s: restart note not stored: %s", run["resource_uri"], error)
         self.return_run(run["resource_uri"], False, abort=abort)
 
-    def return_run(self, run_uri, success, abort=None):
+    def return_run(self, run_uri, success, abort=None, return_dts=None):
         """PATCH the result, retried until the server answers."""
         response = self.client.request(
             "PATCH", run_uri,
-            data={"return_dts": utc_now_iso(), "return_success": bool(success)},
+            data={"return_dts": return_dts or utc_now_iso(), "return_success": bool(success)},
             abort=abort,
         )
         if response.status_code in (200, 202, 204):
@@ -567,11 +573,11 @@ class WorkerDaemon:
                 # Nothing of that run is running here any more.
                 self.mark_kill_request_executed(kill_request, retry=False)
 
-    def mark_kill_request_executed(self, kill_request, retry=True, abort=None):
+    def mark_kill_request_executed(self, kill_request, retry=True, abort=None, execute_dts=None):
         uri = kill_request["resource_uri"]
         try:
             response = self.client.request(
-                "PATCH", uri, data={"execute_dts": utc_now_iso()},
+                "PATCH", uri, data={"execute_dts": execute_dts or utc_now_iso()},
                 retry=retry, abort=abort,
             )
             if response.status_code not in (200, 202, 204):

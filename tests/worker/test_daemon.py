@@ -437,10 +437,14 @@ def test_return_is_retried_through_server_errors(world, start_daemon):
     running = start_daemon()
     wait_for(lambda: world.returned(run))
     assert running.stop() == 0
-    returns = [r.status for r in world.requests("PATCH", f"/api/v1/run/{run.id}/")
+    returns = [r for r in world.requests("PATCH", f"/api/v1/run/{run.id}/")
                if "return_dts" in r.body]
-    assert returns == [503, 502, 500, 202]
-    assert world.run(run).return_success is True
+    assert [r.status for r in returns] == [503, 502, 500, 202]
+    # Every attempt carries the time the script ended.
+    assert len({r.body["return_dts"] for r in returns}) == 1
+    stored = world.run(run)
+    assert stored.return_success is True
+    assert stored.return_dts == parse(returns[0].body["return_dts"])
     assert world.job(job).fail_times == 0
 
 
