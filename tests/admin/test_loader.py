@@ -3,7 +3,7 @@ import copy
 from datetime import datetime, time, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from jobrunner.loader import LoadError, dump, load, parse_yaml, to_yaml
 from jobrunner.models import (
@@ -421,9 +421,8 @@ def test_dump_loads_into_an_empty_database(connection, dbsession, example):
     text = to_yaml(dump(dbsession))
     for model in (Run, RescheduleExclude, Job, JobTemplate, Project, WorkerPool, Worker,
                   User, Group):
-        for obj in dbsession.scalars(select(model)):
-            dbsession.delete(obj)
-        dbsession.flush()
+        dbsession.execute(delete(model))
+    dbsession.expire_all()
     assert counts(dbsession) == {model.__name__: 0 for model in MODELS}
     load(dbsession, parse_yaml(text))
     assert to_yaml(dump(dbsession)) == text
