@@ -70,7 +70,8 @@ def fresh_database(tmp_dir):
         yield url
         return
     server_url = make_url(normalize_url(base))
-    name = f"{server_url.database}_jr_browser_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    # The process id too: two test sessions on one server must not share it.
+    name = f"{server_url.database}_jr_browser_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
