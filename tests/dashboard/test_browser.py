@@ -59,7 +59,7 @@ def screenshot(page, path, **kw):
 # --- logging in -------------------------------------------------------------------
 
 
-def test_login_says_when_the_password_is_wrong_then_logs_in_and_out(open_page):
+def test_login_says_when_the_password_is_wrong_then_logs_in_and_out(open_page, artifacts_dir):
     page = open_page()
     page.goto("/jobs")
     assert "/login?next=" in page.url
@@ -68,6 +68,7 @@ def test_login_says_when_the_password_is_wrong_then_logs_in_and_out(open_page):
     page.click("button[type=submit]")
     expect(page.locator(".form-error")).to_contain_text("Wrong username or password.")
     assert page.locator("input[name=username]").input_value() == "alice"
+    screenshot(page, artifacts_dir / "login-wrong-password-1280.png")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url("**/jobs")
