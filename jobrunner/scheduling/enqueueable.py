@@ -30,7 +30,12 @@ def enqueueable_conditions(worker, now, earliest_only):
         Run.schedule_dts <= now,
         or_(
             Run.worker_id == worker.id,
-            and_(Run.worker_id.is_(None), Job.worker_pool_id.in_(pools_of_worker)),
+            and_(
+                Run.worker_id.is_(None),
+                Job.worker_pool_id.in_(pools_of_worker),
+                # The scheduler expands such a run into one per worker first.
+                Job.run_on_all_workers.is_(False),
+            ),
         ),
         # A manual run ignores the job, template, project and pool switches.
         or_(Run.is_manual.is_(True), switches_enabled()),
@@ -50,7 +55,10 @@ def enqueueable_conditions(worker, now, earliest_only):
                 earlier.enqueue_dts.is_(None),
                 earlier.return_dts.is_(None),
                 earlier.schedule_dts <= now,
-                or_(earlier.worker_id == worker.id, earlier.worker_id.is_(None)),
+                or_(
+                    earlier.worker_id == worker.id,
+                    and_(earlier.worker_id.is_(None), Job.run_on_all_workers.is_(False)),
+                ),
                 or_(earlier.is_manual.is_(True), switches_enabled()),
                 or_(
                     earlier.schedule_dts < Run.schedule_dts,

@@ -2,11 +2,23 @@
 every recipient once. The mailer is transactional: nothing goes out unless
 the transaction that caused it commits."""
 from dataclasses import dataclass
+from email.policy import compat32
 from zoneinfo import ZoneInfo
 
 from pyramid_mailer.message import Message
 
 MAX_LOG_IN_MAIL = 200_000
+
+# SMTP wants CRLF line ends; the mailer sends the message's bytes as they
+# are, and servers refuse bare LF (a whole message becomes one long line).
+SMTP_POLICY = compat32.clone(linesep="\r\n")
+
+
+class SMTPMessage(Message):
+    def to_message(self):
+        message = super().to_message()
+        message.policy = SMTP_POLICY
+        return message
 
 
 @dataclass
@@ -60,7 +72,7 @@ def _send(context, subject, recipients, body):
     if not recipients:
         return
     context.mailer.send(
-        Message(subject=subject, recipients=recipients, body=body, sender=context.sender)
+        SMTPMessage(subject=subject, recipients=recipients, body=body, sender=context.sender)
     )
 
 

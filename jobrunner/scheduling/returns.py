@@ -1,8 +1,8 @@
 """What a run's return sets in motion (SPEC section 5, "Return"), in the same
 transaction as the return itself."""
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
-from ..models import IntervalType, Job, Run, RunLog, utcnow
+from ..models import IntervalType, Job, KillRequest, Run, RunLog, utcnow
 from . import mail
 from .reschedule import RescheduleError, next_schedule
 from .runs import create_run
@@ -16,7 +16,7 @@ def process_return(dbsession, run, context, killed=False):
     else:
         job.fail_times = (job.fail_times or 0) + 1
         log_text = dbsession.scalar(select(RunLog.content).where(RunLog.run_id == run.id))
-        mail.send_run_error(context, run, log_text, killed=killed)
+        mail.send_run_error(context, run, log_text, killed=killed or was_killed(dbsession, run))
         if (
             job.disable_enqueue_after_fails is not None
             and job.fail_times > job.disable_enqueue_after_fails
@@ -26,6 +26,21 @@ def process_return(dbsession, run, context, killed=False):
     dbsession.flush()
     schedule_children(dbsession, run, job, now)
     reschedule(dbsession, job, context, now)
+
+
+def was_killed(dbsession, run):
+    """The run's worker acted on a kill request for it (SPEC section 5, "Kill")."""
+    return (
+        dbsession.scalar(
+            select(KillRequest.id)
+            .where(
+                KillRequest.run_id == run.id,
+                or_(KillRequest.enqueue_dts.is_not(None), KillRequest.execute_dts.is_not(None)),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def schedule_children(dbsession, run, job, now):
