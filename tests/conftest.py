@@ -342,11 +342,12 @@ class Factory:
 
     def job(self, template, pool, script="echo hello", excludes=(), **kw):
         kw.setdefault("title", self.unique("job"))
-        job = Job(job_template=template, worker_pool=pool, script_content_partial=script, **kw)
-        job.reschedule_excludes = [
-            RescheduleExclude(start_time=s, end_time=e, note="") for s, e in excludes
-        ]
-        job.script_content = job.render_script()
+        with self.db.no_autoflush:
+            job = Job(job_template=template, worker_pool=pool, script_content_partial=script, **kw)
+            job.reschedule_excludes = [
+                RescheduleExclude(start_time=s, end_time=e, note="") for s, e in excludes
+            ]
+            job.script_content = job.render_script()
         return self._add(job)
 
     def run(self, job, schedule_dts=None, **kw):

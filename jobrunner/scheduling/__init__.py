@@ -5,7 +5,10 @@ import threading
 
 from pyramid.events import ApplicationCreated, NewRequest
 from pyramid.settings import asbool
+from pyramid_mailer import get_mailer
 from pyramid_mailer.interfaces import IMailer
+
+from .mail import build_mailer
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,8 @@ def includeme(config):
     # pyramid_mailer.debug in pyramid.includes has registered its mailer
     # already; it stays the configured one.
     if config.registry.queryUtility(IMailer) is None:
-        config.include("pyramid_mailer")
+        config.registry.registerUtility(build_mailer(config.get_settings()), IMailer)
+        config.add_request_method(get_mailer, "mailer", reify=True)
     if asbool(config.get_settings().get("jobrunner.scheduler.embedded")):
         config.registry[REGISTRY_KEY] = EmbeddedScheduler(config.registry)
         config.add_subscriber(_start_embedded, ApplicationCreated)

@@ -349,13 +349,13 @@ def alert_unresponsive_pools(dbsession, now, settings, context):
 
 def mailer_from_settings(settings):
     """The mailer the web process would use with these settings."""
-    from pyramid_mailer.mailer import DebugMailer, Mailer
+    from pyramid_mailer.mailer import DebugMailer
 
     includes = (settings.get("pyramid.includes") or "").split()
     if "pyramid_mailer.debug" in includes:
         # Where pyramid_mailer.debug puts the web process's mails.
         return DebugMailer(os.path.join(os.getcwd(), "mail"))
-    return Mailer.from_settings(settings)
+    return mail.build_mailer(settings)
 
 
 class Scheduler:
@@ -368,9 +368,7 @@ class Scheduler:
         self.interval = scheduler_interval(settings)
         unresponsive_limit(settings)  # bad settings fail at start, not in the loop
         self.tm = transaction.TransactionManager(explicit=True)
-        self.context = mail.mail_context_from_settings(
-            settings, mailer.bind(transaction_manager=self.tm)
-        )
+        self.context = mail.mail_context_from_settings(settings, mailer, self.tm)
         self.iterations = 0
         self.failed_iterations = 0
         self._failing = False

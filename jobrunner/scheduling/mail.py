@@ -1,11 +1,15 @@
 """The mails Job-Runner sends (SPEC section 5): one message per event,
-every recipient once. The mailer is transactional: nothing goes out unless
-the transaction that caused it commits."""
+every recipient once. A message goes out after the transaction that caused
+it commits, and not at all if it aborts; a mail server that is down is logged
+and never undoes or fails what was committed."""
+import logging
 from dataclasses import dataclass
 from email.policy import compat32
 from zoneinfo import ZoneInfo
 
 from pyramid_mailer.message import Message
+
+log = logging.getLogger(__name__)
 
 MAX_LOG_IN_MAIL = 200_000
 
@@ -21,18 +25,31 @@ class SMTPMessage(Message):
         return message
 
 
+def build_mailer(settings):
+    """SMTP from the `mail.*` settings, or with `jobrunner.mail_folder` a
+    mailer that writes each message as a file there (development)."""
+    from pyramid_mailer.mailer import DebugMailer, Mailer
+
+    folder = settings.get("jobrunner.mail_folder")
+    if folder:
+        return DebugMailer(folder)
+    return Mailer.from_settings(settings)
+
+
 @dataclass
 class MailContext:
     mailer: object
+    transaction_manager: object
     tz: ZoneInfo
     admin_emails: list
     base_url: str
     sender: str | None = None
 
 
-def mail_context_from_settings(settings, mailer):
+def mail_context_from_settings(settings, mailer, transaction_manager):
     return MailContext(
         mailer=mailer,
+        transaction_manager=transaction_manager,
         tz=ZoneInfo(settings.get("jobrunner.timezone") or "UTC"),
         admin_emails=split_addresses((settings.get("jobrunner.admin_emails") or "").replace(",", "\n")),
         base_url=settings.get("jobrunner.base_url") or "http://localhost:6543",
@@ -42,7 +59,7 @@ def mail_context_from_settings(settings, mailer):
 
 def mail_context(request):
     """The context of a web request: mail goes out when its transaction commits."""
-    return mail_context_from_settings(request.registry.settings, request.mailer)
+    return mail_context_from_settings(request.registry.settings, request.mailer, request.tm)
 
 
 def split_addresses(*texts):
@@ -71,9 +88,17 @@ def job_recipients(job, admin_emails):
 def _send(context, subject, recipients, body):
     if not recipients:
         return
-    context.mailer.send(
-        SMTPMessage(subject=subject, recipients=recipients, body=body, sender=context.sender)
-    )
+    message = SMTPMessage(subject=subject, recipients=recipients, body=body, sender=context.sender)
+    context.transaction_manager.get().addAfterCommitHook(_deliver, args=(context.mailer, message))
+
+
+def _deliver(committed, mailer, message):
+    if not committed:
+        return
+    try:
+        mailer.send_immediately(message)
+    except Exception:
+        log.exception("could not send %r to %s", message.subject, ", ".join(message.recipients))
 
 
 def _local(context, dts):

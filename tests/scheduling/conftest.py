@@ -53,7 +53,7 @@ class MailTransaction:
     def __init__(self, settings):
         self.tm = transaction.TransactionManager(explicit=True)
         mailer = Mailer.from_settings(settings).bind(transaction_manager=self.tm)
-        self.context = mail_context_from_settings(settings, mailer)
+        self.context = mail_context_from_settings(settings, mailer, self.tm)
 
 
 @pytest.fixture

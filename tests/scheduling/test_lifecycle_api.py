@@ -3,6 +3,7 @@ from datetime import time, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
 from jobrunner.models import Job, Run, RunLog
 from tests.conftest import now, uri, utc
@@ -312,3 +313,24 @@ def test_run_log_is_one_per_run(world, factory, as_worker, dbsession):
 
 
 __all__ = ["utc"]
+
+
+def test_a_mail_server_that_is_down_fails_no_return(database_url, connection, world, factory, dbsession):
+    """The return is committed and answered 202; the lost mail is only logged."""
+    import webtest
+
+    from jobrunner import main
+    from tests.conftest import WorkerClient, app_settings
+    from tests.stack import free_port
+
+    app = main({}, **app_settings(database_url, free_port()))
+    app.registry["dbsession_factory"] = sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    client = WorkerClient(webtest.TestApp(app), world.worker)
+    run = factory.run(world.job)
+    claim(client, run)
+    finish(client, run, success=False)
+    dbsession.expire_all()
+    assert dbsession.get(Run, run.id).return_success is False
+    assert dbsession.get(Job, world.job.id).fail_times == 1
