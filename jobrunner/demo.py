@@ -232,8 +232,8 @@ def banner(demo):
         label = "  Log in as:" if index == 0 else "         or:"
         lines.append(f"{label}  {username} / {password}  ({role})")
     lines.append(f"  Worker:     {os.path.relpath(demo.worker_ini, here)}")
-    if "pyramid_mailer.debug" in demo.settings.get("pyramid.includes", ""):
-        mails = f"written to {os.path.relpath(os.path.join(demo.var, 'mail'), here)}/"
+    if demo.settings.get("jobrunner.mail_folder"):
+        mails = f"written to {os.path.relpath(demo.settings['jobrunner.mail_folder'], here)}/"
     else:
         mails = f"sent through {demo.settings.get('mail.host', 'localhost')}"
     lines.append(f"  Mails:      {mails}")
@@ -247,7 +247,8 @@ def run(config_uri, out=print):
     demo = prepare(config_uri, out)
     if stop.is_set():
         return 0
-    # pyramid_mailer.debug writes mails to ./mail: the children work in var/.
+    # The children work in var/ (an ini that includes pyramid_mailer.debug
+    # has its mails written to ./mail).
     processes.cwd = demo.var
     try:
         server = processes.start("the web server", [os.path.join(BIN, "pserve"), demo.ini])
