@@ -477,7 +477,9 @@ def main(argv=None):
     iterations, with exit status 0."""
     import argparse
 
-    from pyramid.paster import get_appsettings, setup_logging
+    from pyramid.paster import setup_logging
+
+    from ..settings import MissingEnvironment, get_settings
 
     parser = argparse.ArgumentParser(
         prog="jobrunner-scheduler",
@@ -487,7 +489,10 @@ def main(argv=None):
     parser.add_argument("config_uri", help="the paste ini file, e.g. production.ini")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging(args.config_uri)
-    settings = get_appsettings(args.config_uri)
+    try:
+        settings = get_settings(args.config_uri)
+    except MissingEnvironment as exc:
+        parser.exit(2, f"jobrunner-scheduler: {exc}\n")
 
     stop_event = threading.Event()
 
