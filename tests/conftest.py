@@ -14,7 +14,6 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import transaction  # noqa: F401
 import webtest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -34,7 +33,6 @@ from jobrunner.models import (
     Worker,
     WorkerPool,
     get_engine,
-    metadata,
     normalize_url,
 )
 from jobrunner.security.passwords import hash_password
@@ -413,7 +411,6 @@ def uri(resource, obj):
     return f"/api/v1/{resource}/{obj.id}/"
 
 
-__all__ = ["metadata", "uri", "utc", "now"]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,7 +1,6 @@
 """The REST API v1 (SPEC section 3), served by traversal under /api/v1/."""
 import json
 
-from pyramid.settings import asbool  # noqa: F401
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 

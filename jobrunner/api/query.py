@@ -7,7 +7,7 @@ from sqlalchemy.types import Enum, String, Text
 from ..models import Job, Run
 from ..models.meta import UTCDateTime
 from .fields import MAX_INTEGER, parse_datetime, parse_relation
-from .resources import LOOKUPS, PROJECT_FILTER_TYPES, RESOURCE_TYPES, visible_project_ids
+from .resources import LOOKUPS, PROJECT_FILTER_TYPES, RESOURCE_TYPES
 
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000

@@ -1,6 +1,7 @@
 """The REST resources of SPEC section 3: fields, filters, reach."""
+import colander
 from pyramid.authorization import ALL_PERMISSIONS, Allow
-from sqlalchemy import false, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..models import (
@@ -42,7 +43,6 @@ from .fields import (
     field,
 )
 
-import colander
 
 LOOKUPS = ("exact", "isnull", "gt", "gte", "lt", "lte", "in")
 
@@ -211,10 +211,6 @@ class WorkerPoolResource(ResourceType):
                 project_worker_pools.c.project_id.in_(project_ids)
             )
         )
-
-    def narrow(self, query, identity):
-        query = super().narrow(query, identity)
-        return query
 
     def project_ids(self, dbsession, obj):
         return dbsession.scalars(
@@ -478,10 +474,3 @@ RESOURCE_TYPES = {
 PROJECT_FILTER_TYPES = {"project", "worker_pool", "worker", "job_template", "job", "run",
                         "kill_request", "run_log"}
 
-
-def never():
-    return false()
-
-
-def either(*clauses):
-    return or_(*clauses)

@@ -2,10 +2,8 @@
 import logging
 from zoneinfo import ZoneInfo
 
-from pyramid.csrf import get_csrf_token
 from pyramid.exceptions import BadCSRFToken
 from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPNotFound
-from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config, view_config
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -224,4 +222,3 @@ def server_error(exc, request):
     return error_response(request, 500, "Internal server error.")
 
 
-__all__ = ["get_csrf_token"]
