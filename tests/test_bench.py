@@ -1,0 +1,48 @@
+"""The benchmark harness runs: `bench/run.py --quick` (SQLite, a few runs,
+1,000 runs of history, no docs written) prints its table. No timings are
+judged here; the figures belong in docs/performance.md."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+pytestmark = pytest.mark.e2e
+
+ROWS = (
+    "trivial runs completed per second",
+    "process starts per second",
+    "dispatch latency p99",
+    "bare Pyramid view, requests/s",
+    "list enqueueable (GET)",
+    "claim (PATCH)",
+    "return (PATCH)",
+    "run_log (PATCH)",
+    "3. scheduled",
+    "3. enqueueable",
+    "3. job_last_100",
+    "3. overview",
+    "server peak RSS",
+    "worker peak RSS",
+)
+
+
+def test_the_quick_bench_prints_its_table(tmp_path):
+    docs = os.path.join(ROOT, "docs", "performance.md")
+    before = os.path.getmtime(docs) if os.path.exists(docs) else None
+    raw = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "run.py"), "--quick", "--json", str(raw)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    lines = done.stdout.splitlines()
+    assert "| measurement | target | SQLite |" in lines
+    for row in ROWS:
+        assert any(line.startswith("| ") and row in line for line in lines), row
+    assert "Errors:" not in done.stdout, done.stdout
+    assert raw.exists()
+    # The quick mode leaves the docs alone.
+    assert (os.path.getmtime(docs) if os.path.exists(docs) else None) == before
