@@ -300,6 +300,10 @@ class WorkerDaemon:
         self._wake = threading.Event()
         self._handlers = {}
         self._kill_requests_taken = set()
+        # Marked executed here, but perhaps still in a listing fetched just
+        # before that was stored: acting on it again would move its
+        # execute_dts past the run's return.
+        self._kill_requests_done = set()
         self._lock = threading.Lock()
 
     # Control
@@ -554,10 +558,13 @@ class WorkerDaemon:
             {"run__worker__api_key": self.config.api_key, "execute_dts__isnull": "true"},
             retry=False,
         )
+        with self._lock:
+            # Once its execution is stored, a kill request leaves the listing.
+            self._kill_requests_done &= {k["resource_uri"] for k in kill_requests}
         for kill_request in kill_requests:
             uri = kill_request["resource_uri"]
             with self._lock:
-                if uri in self._kill_requests_taken:
+                if uri in self._kill_requests_taken or uri in self._kill_requests_done:
                     continue
                 handler = self._handlers.get(kill_request["run"])
             if kill_request.get("enqueue_dts") is None:
@@ -575,17 +582,21 @@ class WorkerDaemon:
 
     def mark_kill_request_executed(self, kill_request, retry=True, abort=None, execute_dts=None):
         uri = kill_request["resource_uri"]
+        answered = False
         try:
             response = self.client.request(
                 "PATCH", uri, data={"execute_dts": execute_dts or utc_now_iso()},
                 retry=retry, abort=abort,
             )
+            answered = True
             if response.status_code not in (200, 202, 204):
                 log.error("kill request %s not marked executed: %s %s",
                           uri, response.status_code, response.text[:300])
         finally:
             with self._lock:
                 self._kill_requests_taken.discard(uri)
+                if answered:
+                    self._kill_requests_done.add(uri)
 
 
 def main(argv=None):

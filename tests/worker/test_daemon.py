@@ -54,14 +54,16 @@ class Tap:
             self._rules.clear()
 
     def add_rule(self, method, path, *, body_key=None, answers=(None,), forward=False,
-                 before=None):
+                 before=None, after=None):
         """The next len(answers) matching requests: `before()` is called
-        first; the request reaches the app only with `forward`; a status in
-        `answers` replaces the app's answer (None keeps it)."""
+        first; the request reaches the app only with `forward`, and `after()`
+        is called once the app answered; a status in `answers` replaces the
+        app's answer (None keeps it)."""
         with self._lock:
             self._rules.append({
                 "method": method, "path": path, "body_key": body_key,
                 "answers": list(answers), "forward": forward, "before": before,
+                "after": after,
             })
 
     def _take_rule(self, method, path, body):
@@ -98,6 +100,8 @@ class Tap:
         status, headers, chunks = None, [], []
         if rule is None or rule["forward"]:
             status, headers, chunks = self._call_app(environ)
+            if rule is not None and rule["after"] is not None:
+                rule["after"]()
         if answer is not None:
             phrase = http.HTTPStatus(answer).phrase
             status = f"{answer} {phrase}"
@@ -493,6 +497,52 @@ def test_kill_request_kills_the_run(world, start_daemon):
     kill_execute = order.index((kill_uri, ("execute_dts",)))
     run_return = order.index((f"/api/v1/run/{run.id}/", ("return_dts", "return_success")))
     assert kill_enqueue < kill_execute < run_return
+
+
+def test_a_kill_request_in_a_listing_older_than_its_execution_is_left_alone(
+        world, start_daemon):
+    """The execution is stored while a listing fetched just before it is on
+    its way: the worker must not act on that stale entry again."""
+    run = world.add_run(world.add_job("#!/bin/sh\necho going\nsleep 300\n"))
+    listing_fetched = threading.Event()
+    run_returned = threading.Event()
+
+    def wait_for_event(event):
+        assert event.wait(timeout=10), "the requests never met"
+
+    tap = world.live.tap
+    # The execution waits until the listing is fetched; the listing is
+    # delivered once the run has returned, everything done on that run.
+    tap.add_rule("PATCH", "/api/v1/kill_request/", body_key="execute_dts", forward=True,
+                 before=lambda: wait_for_event(listing_fetched))
+    tap.add_rule("PATCH", f"/api/v1/run/{run.id}/", body_key="return_dts", forward=True,
+                 after=run_returned.set)
+    running = start_daemon()
+    wait_for(lambda: world.log_of(run) == "going\n")
+    client = SignedClient(world.live.base_url, world.api_key, SECRET)
+    response = client.request("POST", "/api/v1/kill_request/", {"run": f"/api/v1/run/{run.id}/"})
+    assert response.status_code == 201, response.text
+    kill_uri = response.json()["resource_uri"]
+    wait_for(lambda: [r for r in world.requests("PATCH", kill_uri) if "enqueue_dts" in r.body])
+
+    def stale_listing():
+        listing_fetched.set()
+        wait_for_event(run_returned)
+
+    def listings():
+        return len(world.requests("GET", "/api/v1/kill_request/?"))
+
+    before = listings()
+    tap.add_rule("GET", "/api/v1/kill_request/?", forward=True, after=stale_listing)
+    wait_for(lambda: world.returned(run))
+    # The listing after the stale one: the stale one has been dealt with.
+    wait_for(lambda: listings() >= before + 2)
+    assert running.stop() == 0
+    executions = [r for r in world.requests("PATCH", kill_uri) if "execute_dts" in r.body]
+    assert len(executions) == 1
+    with world.live.Session() as session:
+        kill = session.get(KillRequest, response.json()["id"])
+    assert kill.enqueue_dts <= kill.execute_dts <= world.run(run).return_dts
 
 
 def test_kill_request_for_a_run_not_running_here_is_closed(world, start_daemon):
