@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -286,13 +287,13 @@ class Scene:
                     INSERT INTO run (id, schedule_id, job_id, worker_id, schedule_dts, enqueue_dts,
                                      start_dts, return_dts, return_success, pid, is_manual,
                                      schedule_children)
-                    SELECT s.n, s.n, :job0 + s.g % :njobs, :worker, s.dts,
+                    SELECT s.n, s.n, CAST(:job0 AS integer) + s.g % CAST(:njobs AS integer), CAST(:worker AS integer), s.dts,
                            s.dts + interval '1 second', s.dts + interval '2 seconds',
                            s.dts + interval '3 seconds', s.g % 10 <> 0, 1000 + s.g % 30000,
                            false, true
                     FROM (SELECT nextval('run_id_seq') AS n, g,
                                  CAST(:base AS timestamp) - make_interval(mins => g) AS dts
-                          FROM generate_series(:first, :last) AS g) AS s
+                          FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS g) AS s
                 """), params)
             else:
                 params["id0"] = before
@@ -561,24 +562,64 @@ def measure_history(stack, scene, sizes, result):
     client.close()
 
 
-def bench_backend(name, sizes, postgres_url, keep):
+class Profiler:
+    """py-spy sampling the server during a phase (--profile DIR): raw
+    collapsed stacks, summarised by bench/profile_summary.py."""
+
+    def __init__(self, directory, backend):
+        self.directory = directory
+        self.backend = backend
+        self.proc = None
+
+    def start(self, phase, pid):
+        if not self.directory:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        py_spy = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or shutil.which("py-spy")
+        if py_spy is None:
+            raise SystemExit("--profile needs py-spy (pip install py-spy)")
+        output = os.path.join(self.directory, f"{self.backend}-{phase}-server.txt")
+        self.proc = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw",
+                                      "--rate", "200", "--idle", "--threads", "--output", output],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=60)
+            self.proc = None
+
+
+def bench_backend(name, sizes, postgres_url, keep, phases, profile_dir):
     workdir = tempfile.mkdtemp(prefix=f"jobrunner-bench-{name}-")
     result = {"backend": name}
     stack = Stack(workdir, database_url=postgres_url if name == "postgresql" else None,
                   settings=SERVER_SETTINGS)
+    profiler = Profiler(profile_dir, name)
     try:
         stack.start_server()
         scheduler = stack.start_scheduler()
         scene = Scene(stack, sizes)
-        measure_end_to_end(stack, scene, sizes, workdir, result)
+        if "e2e" in phases:
+            profiler.start("e2e", stack.server.pid)
+            measure_end_to_end(stack, scene, sizes, workdir, result)
+            profiler.stop()
         # The API and history phases measure the server alone.
         stack.stop(scheduler)
-        measure_api(stack, scene, sizes, workdir, result)
-        measure_history(stack, scene, sizes, result)
+        if "api" in phases:
+            profiler.start("api", stack.server.pid)
+            measure_api(stack, scene, sizes, workdir, result)
+            profiler.stop()
+        if "history" in phases:
+            profiler.start("history", stack.server.pid)
+            measure_history(stack, scene, sizes, result)
+            profiler.stop()
     except BaseException:
         print(stack.logs(tail=4000), file=sys.stderr)
         raise
     finally:
+        profiler.stop()
         stack.close()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -691,6 +732,10 @@ def main(argv=None):
                         help="comma-separated history sizes (default 1000,1000000)")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/performance.md")
     parser.add_argument("--json", help="also write the raw figures to this file")
+    parser.add_argument("--phases", default="e2e,api,history",
+                        help="comma-separated subset of e2e,api,history (a partial run writes no docs)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="sample the server with py-spy during each phase into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the work folders (logs)")
     args = parser.parse_args(argv)
 
@@ -706,14 +751,19 @@ def main(argv=None):
     log(f"machine: {facts}; load {loads[0]}")
     process_starts = process_start_rate(sizes.process_starts)
     log(f"process starts: {process_starts:.0f}/s")
-    results = [bench_backend(name, sizes, args.postgres_url, args.keep) for name in backends]
+    phases = set(args.phases.split(","))
+    results = [bench_backend(name, sizes, args.postgres_url, args.keep, phases, args.profile)
+               for name in backends]
     loads.append(load_average())
-    block = report(results, process_starts, sizes, facts, loads)
-    print(block)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"facts": facts, "loads": loads, "process_starts": process_starts,
                        "results": results}, f, indent=2, default=str)
+    if phases != {"e2e", "api", "history"}:
+        print(json.dumps(results, indent=2, default=str))
+        return 0
+    block = report(results, process_starts, sizes, facts, loads)
+    print(block)
     if not (args.quick or args.no_docs):
         write_docs(block)
         log(f"wrote {DOCS_PATH}")
