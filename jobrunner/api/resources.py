@@ -346,7 +346,8 @@ class JobResource(ResourceType):
         return Job.id.in_(_jobs_of_projects(project_ids))
 
     def project_ids(self, dbsession, obj):
-        return [dbsession.scalar(select(JobTemplate.project_id).where(JobTemplate.id == obj.job_template_id))]
+        # A SELECT: project_acl folds it into its one query.
+        return select(JobTemplate.project_id).where(JobTemplate.id == obj.job_template_id)
 
     def load_options(self):
         return (
@@ -393,11 +394,7 @@ class RunResource(ResourceType):
         return Run.job_id.in_(_jobs_of_projects(project_ids))
 
     def project_ids(self, dbsession, obj):
-        return [
-            dbsession.scalar(
-                select(JobTemplate.project_id).join(Job).where(Job.id == obj.job_id)
-            )
-        ]
+        return select(JobTemplate.project_id).join(Job).where(Job.id == obj.job_id)
 
     def load_options(self):
         # Only the log's id: a list of runs must not drag their logs along.
@@ -428,12 +425,10 @@ class KillRequestResource(ResourceType):
         )
 
     def project_ids(self, dbsession, obj):
-        return [
-            dbsession.scalar(
-                select(JobTemplate.project_id).join(Job).join(Run, Run.job_id == Job.id)
-                .where(Run.id == obj.run_id)
-            )
-        ]
+        return (
+            select(JobTemplate.project_id).join(Job).join(Run, Run.job_id == Job.id)
+            .where(Run.id == obj.run_id)
+        )
 
 
 class RunLogResource(KillRequestResource):
