@@ -118,10 +118,17 @@ def list_objects(context, request):
     except q.QueryError as exc:
         raise APIError(400, exc.message, {exc.field: exc.message})
     dbsession = request.dbsession
-    total = dbsession.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    # One row more than the page: when it does not come, the page ends the
+    # list and its total needs no COUNT (a worker's list mostly fits).
     rows = dbsession.scalars(
-        query.options(*rt.load_options()).limit(limit).offset(offset)
+        query.options(*rt.load_options()).limit(limit + 1).offset(offset)
     ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not more and (rows or offset == 0):
+        total = offset + len(rows)
+    else:
+        total = dbsession.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     next_link, previous = q.page_links(request, limit, offset, total)
     return json_response(
         request,
