@@ -1,9 +1,14 @@
 """Which runs a worker may take now (SPEC section 5, "Enqueueable")."""
 from sqlalchemy import and_, exists, false, or_, select, true
-from sqlalchemy.orm import aliased
 
 from ..models import Job, JobTemplate, Project, Run, WorkerPool, utcnow
 from ..models.tables import worker_pool_workers
+
+
+# Core aliases of the run table, made once: the same SQL as ORM aliases made
+# per call, in a fraction of the time (this runs on every poll and claim).
+OTHER_RUN = Run.__table__.alias("other_run")
+EARLIER_RUN = Run.__table__.alias("earlier_run")
 
 
 def switches_enabled():
@@ -20,38 +25,39 @@ def enqueueable_conditions(worker, now, earliest_only):
     """WHERE clauses over Run joined to Job, JobTemplate, Project, WorkerPool."""
     if not worker.enqueue_is_enabled:
         return [false()]
+    run = Run.__table__.c
     pools_of_worker = select(worker_pool_workers.c.worker_pool_id).where(
         worker_pool_workers.c.worker_id == worker.id
     )
-    other = aliased(Run)
+    other = OTHER_RUN.c
     conditions = [
-        Run.enqueue_dts.is_(None),
-        Run.return_dts.is_(None),
-        Run.schedule_dts <= now,
+        run.enqueue_dts.is_(None),
+        run.return_dts.is_(None),
+        run.schedule_dts <= now,
         or_(
-            Run.worker_id == worker.id,
+            run.worker_id == worker.id,
             and_(
-                Run.worker_id.is_(None),
+                run.worker_id.is_(None),
                 Job.worker_pool_id.in_(pools_of_worker),
                 # The scheduler expands such a run into one per worker first.
                 Job.run_on_all_workers.is_(False),
             ),
         ),
         # A manual run ignores the job, template, project and pool switches.
-        or_(Run.is_manual.is_(True), switches_enabled()),
+        or_(run.is_manual.is_(True), switches_enabled()),
         # Two schedules of one job are never active together.
         ~exists().where(
-            other.job_id == Run.job_id,
-            other.schedule_id != Run.schedule_id,
+            other.job_id == run.job_id,
+            other.schedule_id != run.schedule_id,
             other.enqueue_dts.is_not(None),
             other.return_dts.is_(None),
         ),
     ]
     if earliest_only:
-        earlier = aliased(Run)
+        earlier = EARLIER_RUN.c
         conditions.append(
             ~exists().where(
-                earlier.job_id == Run.job_id,
+                earlier.job_id == run.job_id,
                 earlier.enqueue_dts.is_(None),
                 earlier.return_dts.is_(None),
                 earlier.schedule_dts <= now,
@@ -61,8 +67,8 @@ def enqueueable_conditions(worker, now, earliest_only):
                 ),
                 or_(earlier.is_manual.is_(True), switches_enabled()),
                 or_(
-                    earlier.schedule_dts < Run.schedule_dts,
-                    and_(earlier.schedule_dts == Run.schedule_dts, earlier.id < Run.id),
+                    earlier.schedule_dts < run.schedule_dts,
+                    and_(earlier.schedule_dts == run.schedule_dts, earlier.id < run.id),
                 ),
             )
         )
