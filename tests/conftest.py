@@ -51,13 +51,23 @@ def _worker_suffix():
 def _create_postgres_database(base_url):
     """A database of its own for this test process (xdist runs several)."""
     url = make_url(normalize_url(base_url))
-    name = f"{url.database}_jr_{_worker_suffix()}"
+    # The pid too: two test runs on one machine (a developer's and CI's)
+    # must never drop each other's databases.
+    name = f"{url.database}_jr_{_worker_suffix()}_{os.getpid()}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_postgres_database(url):
+    url = make_url(url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +86,9 @@ def database_url(tmp_path_factory):
                 pytest.fail(f"PostgreSQL required but not reachable: {exc}")
             pytest.skip(f"PostgreSQL not reachable: {exc}")
     upgrade(url)
-    return url
+    yield url
+    if url.startswith("postgresql"):
+        _drop_postgres_database(url)
 
 
 @pytest.fixture(scope="session")

@@ -41,9 +41,16 @@ def test_ten_workers_race_for_a_hundred_runs(committed, app):
 
     claims = Counter()
     conflicts = Counter()
+    failures = []
     start = threading.Barrier(len(workers))
 
     def work(worker):
+        try:
+            claim_until_none_left(worker)
+        except BaseException as exc:  # a thread's failure must fail the test
+            failures.append(repr(exc))
+
+    def claim_until_none_left(worker):
         client = WorkerClient(webtest.TestApp(app), worker)
         start.wait()
         while True:
@@ -66,6 +73,7 @@ def test_ten_workers_race_for_a_hundred_runs(committed, app):
     for thread in threads:
         thread.join(timeout=120)
     assert not any(t.is_alive() for t in threads)
+    assert failures == []
 
     claimed_runs = Counter(run_id for run_id, _ in claims)
     assert sorted(claimed_runs) == sorted(r.id for r in runs)
@@ -100,7 +108,7 @@ def test_two_schedules_of_one_job_never_become_active_together(committed, app):
             client = WorkerClient(webtest.TestApp(app), worker)
             barrier.wait()
             res = client.request("PATCH", uri("run", run), {"enqueue_dts": now().isoformat()})
-            statuses[worker.id] = res.status_int
+            statuses[worker.id] = (res.status_int, res.text)
 
         threads = [threading.Thread(target=claim, args=(first, early)),
                    threading.Thread(target=claim, args=(second, late))]
@@ -108,7 +116,7 @@ def test_two_schedules_of_one_job_never_become_active_together(committed, app):
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
-        assert sorted(statuses.values()) == [202, 409]
+        assert sorted(status for status, _ in statuses.values()) == [202, 409], statuses
 
     committed.expire_all()
     for job in jobs:
