@@ -32,7 +32,8 @@ def claim_run(dbsession, run, worker, enqueue_dts):
     )
     if result.rowcount != 1:
         raise RunConflict("The run is no longer enqueueable for this worker.")
-    dbsession.refresh(run)
+    # Reloaded on next use: the API's answer reloads the run anyway.
+    dbsession.expire(run)
 
 
 def reset_claim(dbsession, run, release_worker):
@@ -48,7 +49,7 @@ def reset_claim(dbsession, run, release_worker):
     )
     if result.rowcount != 1:
         raise RunConflict("The run has returned already.")
-    dbsession.refresh(run)
+    dbsession.expire(run)
 
 
 def mark_returned(dbsession, run, return_dts, return_success, worker_id=None):
