@@ -35,6 +35,11 @@ RUN_STATES = {
     ),
     "last_completed": lambda: and_(
         Run.return_dts.is_not(None),
+        # The IN lets the database start from the jobs' few schedule ids
+        # (ix_run_schedule_id) instead of every completed run in history.
+        Run.schedule_id.in_(
+            select(Job.last_completed_schedule_id).where(Job.last_completed_schedule_id.is_not(None))
+        ),
         exists().where(Job.id == Run.job_id, Job.last_completed_schedule_id == Run.schedule_id),
     ),
 }
