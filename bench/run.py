@@ -93,7 +93,7 @@ class Sizes:
     api_threads: int = 2
     history_jobs: int = 100
     history: tuple = (1_000, 1_000_000)
-    repeats: int = 25
+    repeats: int = 40
     process_starts: int = 1000
 
 
@@ -274,7 +274,9 @@ class Scene:
     def load_completed(self, first, count, worker_id):
         """Completed runs number first .. first + count - 1 of the history
         jobs, each a minute older than the one before, each with a log; in
-        bulk (generate_series on PostgreSQL, a recursive CTE on SQLite)."""
+        bulk (generate_series on PostgreSQL, a recursive CTE on SQLite). The
+        newest 100 belong to the first job, whose last 100 runs are measured:
+        its page is full at every size, only the history behind it grows."""
         jobs = self.history_jobs
         assert jobs == list(range(jobs[0], jobs[0] + len(jobs))), "history jobs are not contiguous"
         base = (utcnow() - timedelta(hours=1)).replace(tzinfo=None, microsecond=0)
@@ -287,7 +289,7 @@ class Scene:
                     INSERT INTO run (id, schedule_id, job_id, worker_id, schedule_dts, enqueue_dts,
                                      start_dts, return_dts, return_success, pid, is_manual,
                                      schedule_children)
-                    SELECT s.n, s.n, CAST(:job0 AS integer) + s.g % CAST(:njobs AS integer), CAST(:worker AS integer), s.dts,
+                    SELECT s.n, s.n, CASE WHEN s.g <= 100 THEN CAST(:job0 AS integer) ELSE CAST(:job0 AS integer) + s.g % CAST(:njobs AS integer) END, CAST(:worker AS integer), s.dts,
                            s.dts + interval '1 second', s.dts + interval '2 seconds',
                            s.dts + interval '3 seconds', s.g % 10 <> 0, 1000 + s.g % 30000,
                            false, true
@@ -303,7 +305,8 @@ class Scene:
                     INSERT INTO run (id, schedule_id, job_id, worker_id, schedule_dts, enqueue_dts,
                                      start_dts, return_dts, return_success, pid, is_manual,
                                      schedule_children)
-                    SELECT :id0 + g - :first + 1, :id0 + g - :first + 1, :job0 + g % :njobs,
+                    SELECT :id0 + g - :first + 1, :id0 + g - :first + 1,
+                           CASE WHEN g <= 100 THEN :job0 ELSE :job0 + g % :njobs END,
                            :worker, d || '.000000',
                            strftime('%Y-%m-%d %H:%M:%S', d, '+1 seconds') || '.000000',
                            strftime('%Y-%m-%d %H:%M:%S', d, '+2 seconds') || '.000000',
@@ -434,11 +437,15 @@ def measure_end_to_end(stack, scene, sizes, workdir, result):
     result["runs_per_second"] = len(rows) / (last_return - now).total_seconds()
     result["failed_runs"] = sum(1 for row in rows if not row.return_success)
 
-    log(f"dispatch latency: {sizes.paced_runs} runs at {sizes.paced_rate}/s")
+    # Runs arrive at half the measured throughput (at most paced_rate): the
+    # latency of a stack that keeps up, not of a queue that grows.
+    rate = min(sizes.paced_rate, result["runs_per_second"] / 2)
+    result["paced_rate"] = rate
+    log(f"dispatch latency: {sizes.paced_runs} runs at {rate:.1f}/s")
     paced = []
     started = time.perf_counter()
     for i in range(sizes.paced_runs):
-        delay = started + i / sizes.paced_rate - time.perf_counter()
+        delay = started + i / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
         paced.append(scene.add_run_now(jobs[i % len(jobs)]))
@@ -648,8 +655,8 @@ def table(results, process_starts, sizes):
     row("1. machine's process starts per second (/bin/true)", "-", lambda r: f"{process_starts:.0f}")
     row("1. runs/s as a fraction of process starts/s", "-",
         lambda r: f"{r['runs_per_second'] / process_starts:.1%}")
-    row(f"1. dispatch latency p50 ({sizes.paced_rate:g} runs/s arriving)", "-",
-        lambda r: f"{r['latency_p50']:.3f} s")
+    row("1. dispatch latency p50 (runs arriving at half the throughput)", "-",
+        lambda r: f"{r['latency_p50']:.3f} s at {r['paced_rate']:.1f}/s")
     row("1. dispatch latency p99", f"< {TARGET_P99_SECONDS:g} s",
         lambda r: f"{r['latency_p99']:.3f} s {verdict(r['latency_p99'] < TARGET_P99_SECONDS)}")
     row("2. bare Pyramid view, requests/s", "-", lambda r: f"{r['api_bare']:.0f}")
@@ -691,7 +698,8 @@ def report(results, process_starts, sizes, facts, loads):
         f"jobrunner-workers (concurrent_jobs = {WORKER_OPTIONS['concurrent_jobs']}, poll_interval = "
         f"{WORKER_OPTIONS['poll_interval']:g} s), all on this machine with the database.",
         f"* (1): {sizes.e2e_runs} runs due at once over {sizes.e2e_jobs} jobs; latency from "
-        f"{sizes.paced_runs} runs inserted at {sizes.paced_rate:g}/s, each due when inserted.",
+        f"{sizes.paced_runs} runs inserted one by one, each due when inserted, at half the "
+        f"measured throughput (at most {sizes.paced_rate:g}/s).",
         f"* (2): {sizes.api_requests} requests per call from {sizes.api_clients} client processes x "
         f"{sizes.api_threads} keep-alive connections.",
         f"* (3): median of {sizes.repeats} sequential requests after ANALYZE; "
