@@ -172,6 +172,67 @@ def process_start_rate(count):
     return count / (time.perf_counter() - started)
 
 
+def cpu_seconds(pid):
+    """User + system CPU of a process and of its waited-for children."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / ticks
+
+
+def postgres_cpu_seconds():
+    """CPU of every PostgreSQL process of this machine (the backends come and go
+    with connections; the ones of the stack live as long as the pools)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() != "postgres":
+                        continue
+            except OSError:
+                continue
+            total += cpu_seconds(int(entry))
+    return total
+
+
+def machine_busy_seconds():
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Where the machine's CPU went between start() and stop(): the server,
+    the workers (with their scripts), the scheduler, PostgreSQL, the rest."""
+
+    def __init__(self, procs):
+        self.procs = procs  # name -> pid
+
+    def sample(self):
+        values = {name: cpu_seconds(pid) for name, pid in self.procs.items()}
+        values["postgresql"] = postgres_cpu_seconds()
+        values["machine"] = machine_busy_seconds()
+        values["wall"] = time.perf_counter()
+        return values
+
+    def start(self):
+        self.first = self.sample()
+
+    def stop(self):
+        last = self.sample()
+        used = {name: last[name] - self.first[name] for name in last}
+        wall = used.pop("wall")
+        machine = used.pop("machine")
+        used["everything else"] = max(0.0, machine - sum(used.values()))
+        # Cores busy on average, per part.
+        return {name: seconds / wall for name, seconds in used.items()}, machine / wall
+
+
 def peak_rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         match = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M)
@@ -426,13 +487,19 @@ def wait_returned(scene, run_ids, timeout):
     return rows
 
 
-def measure_end_to_end(stack, scene, sizes, workdir, result):
+def measure_end_to_end(stack, scheduler, scene, sizes, workdir, result):
     workers = start_workers(stack, scene, workdir)
     jobs = scene.e2e_jobs
     log(f"end to end: {sizes.e2e_runs} runs due now over {len(jobs)} jobs")
+    meter = CpuMeter({"server": stack.server.pid, "scheduler": scheduler.pid,
+                      **{f"worker {i + 1}": proc.pid for i, proc in enumerate(workers)}})
+    meter.start()
     now = utcnow()
     run_ids = scene.add_runs([jobs[i % len(jobs)] for i in range(sizes.e2e_runs)], now)
     rows = wait_returned(scene, run_ids, timeout=max(120, sizes.e2e_runs))
+    result["cpu_cores"], result["cpu_busy"] = meter.stop()
+    log(f"cores busy {result['cpu_busy']:.2f}: " + ", ".join(
+        f"{name} {cores:.2f}" for name, cores in result["cpu_cores"].items()))
     last_return = max(row.return_dts for row in rows)
     result["runs_per_second"] = len(rows) / (last_return - now).total_seconds()
     result["failed_runs"] = sum(1 for row in rows if not row.return_success)
@@ -570,8 +637,8 @@ def measure_history(stack, scene, sizes, result):
 
 
 class Profiler:
-    """py-spy sampling the server during a phase (--profile DIR): raw
-    collapsed stacks, summarised by bench/profile_summary.py."""
+    """py-spy sampling the server's busy threads during a phase (--profile
+    DIR): raw collapsed stacks, summarised by bench/profile_summary.py."""
 
     def __init__(self, directory, backend):
         self.directory = directory
@@ -587,7 +654,7 @@ class Profiler:
             raise SystemExit("--profile needs py-spy (pip install py-spy)")
         output = os.path.join(self.directory, f"{self.backend}-{phase}-server.txt")
         self.proc = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw",
-                                      "--rate", "200", "--idle", "--threads", "--output", output],
+                                      "--rate", "200", "--threads", "--output", output],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
 
@@ -610,7 +677,7 @@ def bench_backend(name, sizes, postgres_url, keep, phases, profile_dir):
         scene = Scene(stack, sizes)
         if "e2e" in phases:
             profiler.start("e2e", stack.server.pid)
-            measure_end_to_end(stack, scene, sizes, workdir, result)
+            measure_end_to_end(stack, scheduler, scene, sizes, workdir, result)
             profiler.stop()
         # The API and history phases measure the server alone.
         stack.stop(scheduler)
@@ -707,6 +774,12 @@ def report(results, process_starts, sizes, facts, loads):
         "",
         table(results, process_starts, sizes),
     ]
+    lines += ["", "Where the CPU went during the throughput run of (1), in cores busy on average "
+              f"(the machine has {facts['nproc']}):", ""]
+    for r in results:
+        if "cpu_cores" in r:
+            parts = ", ".join(f"{name} {cores:.2f}" for name, cores in r["cpu_cores"].items())
+            lines.append(f"* {r['backend']}: {r['cpu_busy']:.2f} busy: {parts}.")
     errors = [f"{r['backend']}: {e}" for r in results for e in r.get("errors", [])]
     errors += [f"{r['backend']}: {r['failed_runs']} runs failed" for r in results if r.get("failed_runs")]
     if errors:
