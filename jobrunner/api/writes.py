@@ -301,15 +301,20 @@ def create_kill_request(request, collection, values):
 
 
 def update_kill_request(request, item, values):
-    kill_request = item.obj
+    return _update_for_holder(request, item, values, "a kill request", "acts on a kill request")
+
+
+def _update_for_holder(request, item, values, noun, action):
+    """Kill requests and logs belong to their run: only its holder changes them."""
+    obj = item.obj
     if not request.has_permission(Permission.EDIT, item):
-        raise forbidden("Only the run's worker acts on a kill request.")
-    _require_holder(request, kill_request.run)
-    if "run" in values and values.pop("run") != kill_request.run_id:
-        raise bad_request("Invalid fields.", {"run": "A kill request cannot move to another run."})
+        raise forbidden(f"Only the run's worker {action}.")
+    _require_holder(request, obj.run)
+    if "run" in values and values.pop("run") != obj.run_id:
+        raise bad_request("Invalid fields.", {"run": f"{noun.capitalize()} cannot move to another run."})
     for name, value in values.items():
-        setattr(kill_request, name, value)
-    return kill_request
+        setattr(obj, name, value)
+    return obj
 
 
 # --- run_log -----------------------------------------------------------------
@@ -328,15 +333,7 @@ def create_run_log(request, collection, values):
 
 
 def update_run_log(request, item, values):
-    log = item.obj
-    if not request.has_permission(Permission.EDIT, item):
-        raise forbidden("Only the run's worker writes its log.")
-    _require_holder(request, log.run)
-    if "run" in values and values.pop("run") != log.run_id:
-        raise bad_request("Invalid fields.", {"run": "A log cannot move to another run."})
-    if "content" in values:
-        log.content = values["content"]
-    return log
+    return _update_for_holder(request, item, values, "a log", "writes its log")
 
 
 # --- worker ------------------------------------------------------------------
