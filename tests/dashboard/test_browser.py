@@ -189,6 +189,8 @@ def test_a_project_admin_schedules_a_job_now_with_or_without_children(open_page,
     job_id = data.job("Run me now")
     page = open_page("alice")
     page.goto(f"/jobs/{job_id}")
+    # The first refresh fills the page and moves the form: click after it.
+    expect(page.locator("#live-badge")).to_have_attribute("data-state", "live")
     page.uncheck("#schedule-children")
     page.click("#schedule-now")
     first = wait_until(lambda: manual_runs(worker, job_id))[0]
@@ -199,6 +201,9 @@ def test_a_project_admin_schedules_a_job_now_with_or_without_children(open_page,
     worker.claim(first["id"])
     worker.start(first["id"])
     worker.finish(first["id"])
+    expect(page.locator(f"#job-runs tr[data-run-id='{first['id']}']")).to_contain_text(
+        "Succeeded", timeout=LIVE_WITHIN_MS
+    )
     page.check("#schedule-children")
     page.click("#schedule-now")
     runs = wait_until(lambda: [r for r in manual_runs(worker, job_id) if r["id"] != first["id"]])
