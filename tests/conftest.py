@@ -36,7 +36,7 @@ from jobrunner.models import (
     normalize_url,
 )
 from jobrunner.security.passwords import hash_password
-from jobrunner.security.policies import compute_signature
+from jobrunner.signing import compute_signature
 
 REQUIRE_POSTGRES = os.environ.get("JOBRUNNER_REQUIRE_POSTGRES") == "1"
 
