@@ -222,7 +222,7 @@ def testapp(app, connection):
 
 
 class WorkerClient:
-    """Signs requests the way a worker daemon does (SPEC section 4)."""
+    """Signs requests the way a worker daemon does (with jobrunner.signing)."""
 
     def __init__(self, testapp, worker):
         self.testapp = testapp
