@@ -10,10 +10,12 @@ def main(global_config, **settings):
     from pyramid.config import Configurator
 
     from .api.traversal import Root
-    from .settings import resolve_settings
+    from .settings import Settings, resolve_settings
 
     settings = resolve_settings(settings)
     with Configurator(settings=settings, root_factory=Root) as config:
+        # Parsed once; everything in the app reads its settings from here.
+        config.registry.jobrunner_settings = Settings.from_mapping(settings)
         config.include("pyramid_jinja2")
         config.add_jinja2_renderer(".jinja2")
         config.include(".models")

@@ -1,14 +1,12 @@
-"""The REST API v1 (SPEC section 3), served by traversal under /api/v1/."""
+"""The REST API v1, served by traversal under /api/v1/: JSON resources
+that users and workers read and change."""
 import json
-
-
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
 def request_guard_tween_factory(handler, registry):
     """Applies X-HTTP-Method-Override and the body size limit before anything
     looks at the request (the signature covers the overriding method)."""
-    limit = int(registry.settings.get("jobrunner.max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
+    limit = registry.jobrunner_settings.max_body_bytes
 
     def tween(request):
         try:

@@ -1,6 +1,5 @@
 """Thin views over the resources: list, detail, create, update, schema."""
 import logging
-from zoneinfo import ZoneInfo
 
 from pyramid.exceptions import BadCSRFToken
 from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPNotFound
@@ -22,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def timezone_of(request):
-    return ZoneInfo(request.registry.settings.get("jobrunner.timezone") or "UTC")
+    return request.registry.jobrunner_settings.tz
 
 
 def json_response(request, body, status=200, headers=None):

@@ -34,9 +34,8 @@ def add_renderer_globals(event):
     request = event.get("request")
     if request is None:
         return
-    settings = request.registry.settings
     version = request.registry.get("dashboard_static_version", "")
-    event.setdefault("timezone_name", settings.get("jobrunner.timezone") or "UTC")
+    event.setdefault("timezone_name", request.registry.jobrunner_settings.timezone)
     event.setdefault(
         "asset",
         lambda path: request.static_path(f"jobrunner:static/{path}") + f"?v={version}",

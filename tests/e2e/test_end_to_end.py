@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from jobrunner.worker.daemon import KILLED_NOTE, RESTARTED_NOTE
 from jobrunner.worker.logbuffer import TRUNCATED_MARKER
+from jobrunner.worker.run import KILLED_NOTE, RESTARTED_NOTE
 
 from ..stack import wait_until
 from ..worker.test_executor import is_alive

@@ -26,7 +26,8 @@ from sqlalchemy.orm import selectinload
 from jobrunner import main
 from jobrunner.models import Job, JobTemplate, KillRequest, Run, RunLog, Worker, WorkerPool
 from jobrunner.worker.config import WorkerConfig
-from jobrunner.worker.daemon import KILLED_NOTE, RESTARTED_NOTE, WorkerDaemon
+from jobrunner.worker.daemon import WorkerDaemon
+from jobrunner.worker.run import KILLED_NOTE, RESTARTED_NOTE
 
 from ..conftest import Factory
 from ..stack import SignedClient, ThreadedServer, database_from_environment, stack_settings
