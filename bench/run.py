@@ -53,7 +53,7 @@ from jobrunner.models import (  # noqa: E402
 )
 from jobrunner.security.passwords import hash_password  # noqa: E402
 from jobrunner.security.policies import compute_signature  # noqa: E402
-from tests.stack import Stack, UserSession, free_port, wait_until  # noqa: E402
+from bench.stack import Stack, UserSession, free_port, wait_until  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DOCS_PATH = os.path.join(ROOT, "docs", "performance.md")
