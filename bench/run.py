@@ -60,7 +60,7 @@ DOCS_PATH = os.path.join(ROOT, "docs", "performance.md")
 BEGIN_MARK = "<!-- bench:begin (written by bench/run.py; edit around it) -->"
 END_MARK = "<!-- bench:end -->"
 PASSWORD = "bench-password"
-WAITRESS_THREADS = 8  # what tests/stack.py gives pserve, and the bare app too
+WAITRESS_THREADS = 8  # what bench/stack.py gives pserve, and the bare app too
 SCRIPT = "true"
 TEMPLATE_BODY = "#!/bin/sh\n{{ content }}\n"
 
