@@ -39,24 +39,45 @@ COLLECTION_ACL = [(Allow, Authenticated, Permission.VIEW)]
 
 
 # --- the ways into a project ---------------------------------------------------
-# Each way is a SELECT of (project_id, member_id) pairs.
 
 
-def _viewer_groups():
-    return select(project_groups.c.project_id, project_groups.c.group_id.label("member_id"))
+@dataclass(frozen=True)
+class Way:
+    """Members (groups or workers) reach a project through the rows of
+    `links`; in an ACL a member is `principal(name)`."""
+
+    role: str
+    links: object
+    project_id: object
+    member_id: object
+    member: object
+    name: object
+    principal: object
 
 
-def _admin_groups():
-    return select(project_auth_groups.c.project_id, project_auth_groups.c.group_id.label("member_id"))
+WAYS = (
+    Way("viewer", project_groups, project_groups.c.project_id, project_groups.c.group_id,
+        Group, Group.name, group_principal),
+    Way("admin", project_auth_groups, project_auth_groups.c.project_id,
+        project_auth_groups.c.group_id, Group, Group.name, group_principal),
+    Way(
+        "worker",
+        project_worker_pools.join(
+            worker_pool_workers,
+            worker_pool_workers.c.worker_pool_id == project_worker_pools.c.worker_pool_id,
+        ),
+        project_worker_pools.c.project_id,
+        worker_pool_workers.c.worker_id,
+        Worker,
+        Worker.api_key,
+        worker_principal,
+    ),
+)
+VIEWER, ADMIN, WORKER_OF_POOL = WAYS
 
 
-def _pool_workers():
-    return select(
-        project_worker_pools.c.project_id, worker_pool_workers.c.worker_id.label("member_id")
-    ).join(
-        worker_pool_workers,
-        worker_pool_workers.c.worker_pool_id == project_worker_pools.c.worker_pool_id,
-    )
+def _projects_reached(way, member_ids):
+    return select(way.project_id).select_from(way.links).where(way.member_id.in_(member_ids))
 
 
 def reached_project_ids(identity):
@@ -64,14 +85,9 @@ def reached_project_ids(identity):
     if identity.is_admin:
         return None
     if identity.worker is not None:
-        ways = _pool_workers().subquery()
-        return select(ways.c.project_id).where(ways.c.member_id == identity.worker.id)
+        return _projects_reached(WORKER_OF_POOL, [identity.worker.id])
     group_ids = select(user_groups.c.group_id).where(user_groups.c.user_id == identity.user.id)
-    selects = []
-    for way in (_viewer_groups(), _admin_groups()):
-        way = way.subquery()
-        selects.append(select(way.c.project_id).where(way.c.member_id.in_(group_ids)))
-    return union(*selects)
+    return union(_projects_reached(VIEWER, group_ids), _projects_reached(ADMIN, group_ids))
 
 
 def project_acl(dbsession, project_ids, view_only=False):
@@ -89,29 +105,21 @@ def project_acl(dbsession, project_ids, view_only=False):
         project_ids = list(project_ids)
         if not project_ids:
             return acl
-    named = []
-    for role, way, member in (
-        ("viewer", _viewer_groups(), Group),
-        ("admin", _admin_groups(), Group),
-        ("worker", _pool_workers(), Worker),
-    ):
-        way = way.subquery()
-        name = Group.name if member is Group else Worker.api_key
-        named.append(
-            select(literal_column(f"'{role}'").label("role"), name.label("name"))
-            .join(way, way.c.member_id == member.id)
-            .where(way.c.project_id.in_(project_ids))
-        )
+    members = [
+        select(literal_column(f"'{way.role}'").label("role"), way.name.label("name"))
+        .select_from(way.links.join(way.member.__table__, way.member.id == way.member_id))
+        .where(way.project_id.in_(project_ids))
+        for way in WAYS
+    ]
     # UNION, not UNION ALL: each principal once per role.
-    rows = dbsession.execute(union(*named)).all()
+    rows = dbsession.execute(union(*members)).all()
     permissions = {
-        "viewer": Permission.VIEW,
-        "admin": Permission.VIEW if view_only else PROJECT_ADMIN_PERMISSIONS,
-        "worker": Permission.VIEW if view_only else WORKER_PERMISSIONS,
+        VIEWER.role: Permission.VIEW,
+        ADMIN.role: Permission.VIEW if view_only else PROJECT_ADMIN_PERMISSIONS,
+        WORKER_OF_POOL.role: Permission.VIEW if view_only else WORKER_PERMISSIONS,
     }
-    for role in ("viewer", "admin", "worker"):
-        principal = worker_principal if role == "worker" else group_principal
-        acl += [(Allow, principal(name), permissions[role]) for r, name in rows if r == role]
+    for way in WAYS:
+        acl += [(Allow, way.principal(name), permissions[way.role]) for role, name in rows if role == way.role]
     return acl
 
 
