@@ -90,7 +90,7 @@ def reached_project_ids(identity):
     return union(_projects_reached(VIEWER, group_ids), _projects_reached(ADMIN, group_ids))
 
 
-def project_acl(dbsession, project_ids, view_only=False):
+def project_acl(dbsession, project_ids, view_only=False, ways=WAYS):
     """The ACL that reaching the projects gives (without the final DENY_ALL).
 
     `project_ids` is a list of ids or a SELECT of them (which saves a round
@@ -98,7 +98,7 @@ def project_acl(dbsession, project_ids, view_only=False):
     groups may also schedule, kill and toggle; the pools' workers may also
     write. With view_only (objects that merely hang off projects, such as
     pools and groups) everybody who reaches one of the projects may look,
-    nothing more.
+    nothing more. `ways` limits the ACL to the members of some ways.
     """
     acl = [(Allow, ADMIN_PRINCIPAL, ALL_PERMISSIONS)]
     if not isinstance(project_ids, Select):
@@ -109,7 +109,7 @@ def project_acl(dbsession, project_ids, view_only=False):
         select(literal_column(f"'{way.role}'").label("role"), way.name.label("name"))
         .select_from(way.links.join(way.member.__table__, way.member.id == way.member_id))
         .where(way.project_id.in_(project_ids))
-        for way in WAYS
+        for way in ways
     ]
     # UNION, not UNION ALL: each principal once per role.
     rows = dbsession.execute(union(*members)).all()
@@ -118,7 +118,7 @@ def project_acl(dbsession, project_ids, view_only=False):
         ADMIN.role: Permission.VIEW if view_only else PROJECT_ADMIN_PERMISSIONS,
         WORKER_OF_POOL.role: Permission.VIEW if view_only else WORKER_PERMISSIONS,
     }
-    for way in WAYS:
+    for way in ways:
         acl += [(Allow, way.principal(name), permissions[way.role]) for role, name in rows if role == way.role]
     return acl
 
@@ -214,13 +214,10 @@ class WorkerReach(SharedReach):
         return super().narrow(query, identity)
 
     def acl(self, dbsession, obj):
-        acl = [
-            ace
-            for ace in project_acl(dbsession, self.hang.project_ids_of(obj), view_only=True)
-            if not ace[1].startswith("worker:")
-        ]
-        return acl + [(Allow, worker_principal(obj.api_key), (Permission.VIEW, Permission.EDIT)),
-                      DENY_ALL]
+        users = project_acl(dbsession, self.hang.project_ids_of(obj), view_only=True,
+                            ways=(VIEWER, ADMIN))
+        return users + [(Allow, worker_principal(obj.api_key), (Permission.VIEW, Permission.EDIT)),
+                        DENY_ALL]
 
 
 class GroupReach(SharedReach):
@@ -237,13 +234,6 @@ class GroupReach(SharedReach):
         )
 
     def acl(self, dbsession, obj):
-        workers = {
-            ace[1]
-            for ace in project_acl(dbsession, self.hang.project_ids_of(obj))
-            if ace[1].startswith("worker:")
-        }
-        return (
-            [(Allow, ADMIN_PRINCIPAL, ALL_PERMISSIONS), (Allow, group_principal(obj.name), Permission.VIEW)]
-            + [(Allow, key, Permission.VIEW) for key in sorted(workers)]
-            + [DENY_ALL]
-        )
+        workers = project_acl(dbsession, self.hang.project_ids_of(obj), view_only=True,
+                              ways=(WORKER_OF_POOL,))
+        return workers + [(Allow, group_principal(obj.name), Permission.VIEW), DENY_ALL]
