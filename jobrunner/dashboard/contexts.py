@@ -1,6 +1,8 @@
 """The dashboard's traversal contexts: `/jobs/{id}` and `/runs/{id}` find
 their object through a route factory, and the object's ACL (its reach's,
 ending in DENY_ALL) decides what the page's view may do."""
+from pyramid.authorization import DENY_ALL
+
 from ..models import Job, Run
 from ..root import object_id
 from ..security.reach import COLLECTION_ACL, JOB, RUN, Reach
@@ -26,7 +28,7 @@ class Missing:
     """No such object. Like any page, a visitor who is not logged in is sent
     to log in first; who is logged in is told there is nothing here."""
 
-    __acl__ = COLLECTION_ACL
+    __acl__ = COLLECTION_ACL + [DENY_ALL]
 
     def __init__(self, parent, key):
         self.__parent__ = parent
@@ -38,6 +40,7 @@ class ObjectFactory:
 
     __name__ = ""
     __parent__ = None
+    __acl__ = [DENY_ALL]
     model = None
     reach = None
 
