@@ -184,3 +184,9 @@ def get_settings(config_uri):
 def load_settings(config_uri):
     """The Settings of an ini file, as the web app builds them (for the CLIs)."""
     return Settings.from_mapping(get_settings(config_uri))
+
+
+def includeme(config):
+    """Parsed once at start-up; everything in the app reads its settings from
+    `registry.jobrunner_settings`."""
+    config.registry.jobrunner_settings = Settings.from_mapping(config.registry.settings)

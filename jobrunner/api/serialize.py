@@ -1,4 +1,5 @@
-"""Model objects to the JSON of SPEC section 3, and back to comparable values."""
+"""Model objects to their JSON form (ids as resource URIs, datetimes in ISO 8601),
+and stored values in the form a request body is parsed to, for comparisons."""
 import enum
 from datetime import datetime, time
 

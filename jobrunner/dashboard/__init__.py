@@ -1,12 +1,15 @@
 """The dashboard: HTML pages for the people who own the jobs.
 
 The pages are server-rendered frames; small scripts in jobrunner/static/js
-read the REST API with the session cookie and keep the data live.
+read the REST API (and /dashboard/overview.json, served by the API) with the
+session cookie and keep the data live.
 """
 import hashlib
 from pathlib import Path
 
 from pyramid.events import BeforeRender, NewResponse
+
+from .contexts import JobFactory, RunFactory
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -59,7 +62,6 @@ def includeme(config):
     config.add_subscriber(add_security_headers, NewResponse)
     config.add_route("home", "/")
     config.add_route("jobs", "/jobs")
-    config.add_route("job", "/jobs/{id}")
-    config.add_route("run", "/runs/{id}")
-    config.add_route("dashboard_overview", "/dashboard/overview.json")
+    config.add_route("job", "/jobs/{id}", factory=JobFactory, traverse="/{id}")
+    config.add_route("run", "/runs/{id}", factory=RunFactory, traverse="/{id}")
     config.scan(".views")

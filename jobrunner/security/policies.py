@@ -3,13 +3,13 @@ from dataclasses import dataclass, field
 
 from pyramid.authentication import SessionAuthenticationHelper
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
+from pyramid.request import RequestLocalCache
 from sqlalchemy import select
 
 from ..models import User, Worker
 from ..signing import compute_signature, is_api_key_header, parse_authorization, signature_matches
 from .permissions import ADMIN_PRINCIPAL, group_principal, worker_principal
 
-IDENTITY_KEY = "jobrunner_identity"
 
 
 @dataclass
@@ -107,20 +107,17 @@ class JobRunnerSecurityPolicy:
         self.hmac = HMACSecurityPolicy()
         self.session = SessionSecurityPolicy()
         self.acl = ACLHelper()
-
-    def identity(self, request):
         # Pyramid asks again on every use of request.identity; the answer
         # cannot change within a request, so the queries and the HMAC run once.
-        try:
-            return request.__dict__[IDENTITY_KEY]
-        except KeyError:
-            pass
+        self.identity_cache = RequestLocalCache(self.load_identity)
+
+    def identity(self, request):
+        return self.identity_cache.get_or_create(request)
+
+    def load_identity(self, request):
         if is_hmac_request(request):
-            identity = self.hmac.identity(request)
-        else:
-            identity = self.session.identity(request)
-        request.__dict__[IDENTITY_KEY] = identity
-        return identity
+            return self.hmac.identity(request)
+        return self.session.identity(request)
 
     def authenticated_userid(self, request):
         identity = request.identity

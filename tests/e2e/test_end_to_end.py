@@ -18,7 +18,7 @@ import pytest
 from jobrunner.worker.logbuffer import TRUNCATED_MARKER
 from jobrunner.worker.run import KILLED_NOTE, RESTARTED_NOTE
 
-from ..stack import wait_until
+from bench.stack import wait_until
 from ..worker.test_executor import is_alive
 from .conftest import PASSWORD
 

@@ -30,7 +30,7 @@ from jobrunner.worker.daemon import WorkerDaemon
 from jobrunner.worker.run import KILLED_NOTE, RESTARTED_NOTE
 
 from ..conftest import Factory
-from ..stack import SignedClient, ThreadedServer, database_from_environment, stack_settings
+from bench.stack import SignedClient, ThreadedServer, database_from_environment, stack_settings
 from .test_executor import is_alive, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

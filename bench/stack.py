@@ -1,4 +1,4 @@
-"""A live Job-Runner on loopback for end-to-end tests: the server under
+"""A live Job-Runner on loopback, for the benchmark and the end-to-end tests: the server under
 waitress, the scheduler and workers as real processes, on SQLite or on a
 fresh PostgreSQL database.
 
