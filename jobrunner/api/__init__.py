@@ -1,4 +1,5 @@
-"""The REST API v1 (SPEC section 3), served by traversal under /api/v1/."""
+"""The REST API v1, served by traversal under /api/v1/: JSON resources that
+users and worker daemons list, create and change."""
 import json
 
 
@@ -54,3 +55,4 @@ def _error(request, status, message):
 def includeme(config):
     config.add_tween("jobrunner.api.request_guard_tween_factory")
     config.scan(".views")
+    config.include(".domain_errors")

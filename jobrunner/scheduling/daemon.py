@@ -39,7 +39,7 @@ from ..models import (
 from ..models.tables import worker_pool_workers
 from . import mail
 from .returns import process_return
-from .runs import RunConflict, append_log, create_run, mark_returned
+from .runs import RunConflict, append_log, create_run, mark_returned, reset_claim
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +238,7 @@ def settle_run_of_unresponsive_worker(dbsession, run_id, job_id, now, settings, 
     worker = dbsession.get(Worker, run.worker_id)
     started = run.start_dts is not None
     if not started and not job.run_on_all_workers:
-        run.worker_id = None
-        run.enqueue_dts = None
-        run.pid = None
-        dbsession.flush()
+        reset_claim(dbsession, run, release_worker=True)
         log.info("freed run %s of job %r: worker %r is unresponsive", run.id, job.title, worker.title)
         return "freed"
     try:
