@@ -15,7 +15,7 @@ naming each field, with messages that read on their own.
 from sqlalchemy import select
 
 from .errors import InvalidFields
-from .models import IntervalType, Job, Run
+from .models import IntervalType, Job, JobTemplate, Run
 
 INTERVAL_TYPES = tuple(t.value for t in IntervalType)
 
@@ -78,6 +78,17 @@ def parent_cycle(job):
         seen.add(id(current))
         current = current.parent
     return []
+
+
+def jobs_off_project_pools(dbsession, project):
+    """The project's jobs on a pool that is no longer one of its pools (a
+    project may not drop a pool its jobs use), by title."""
+    pool_ids = [pool.id for pool in project.worker_pools]
+    return dbsession.scalars(
+        select(Job).join(Job.job_template)
+        .where(JobTemplate.project_id == project.id, Job.worker_pool_id.not_in(pool_ids))
+        .order_by(Job.title)
+    ).all()
 
 
 def has_pending_run(dbsession, job_id):

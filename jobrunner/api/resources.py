@@ -4,9 +4,9 @@ from pyramid.authorization import ALL_PERMISSIONS, Allow
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from ..jobs import INTERVAL_TYPES
 from ..models import (
     Group,
-    IntervalType,
     Job,
     JobTemplate,
     KillRequest,
@@ -33,10 +33,10 @@ from ..security.permissions import (
 from .fields import (
     AddressList,
     Boolean,
-    Choice,
     DateTime,
     ExcludeList,
     Integer,
+    IntervalTypeChoice,
     Text,
     ToMany,
     ToOne,
@@ -74,10 +74,6 @@ def visible_project_ids(identity):
 
 def _jobs_of_projects(project_ids):
     return select(Job.id).join(JobTemplate).where(JobTemplate.project_id.in_(project_ids))
-
-
-def _addresses(value):
-    return [line for line in (value or "").splitlines() if line.strip()]
 
 
 class ResourceType:
@@ -331,7 +327,7 @@ class JobResource(ResourceType):
             field(Text(), "script_content_partial"),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(Integer(), "reschedule_interval", nullable=True),
-            field(Choice([t.value for t in IntervalType]), "reschedule_interval_type", nullable=True),
+            field(IntervalTypeChoice(INTERVAL_TYPES), "reschedule_interval_type", nullable=True),
             field(ExcludeList(), "reschedule_excludes", kind="excludes",
                   help_text="Local times of day in which no run is scheduled."),
             field(Boolean(), "run_on_all_workers", default=False),

@@ -2,6 +2,7 @@
 import enum
 from datetime import datetime, time
 
+from ..values import address_list
 from .fields import format_datetime, format_time, resource_uri
 
 
@@ -15,8 +16,7 @@ def _plain(value):
     return value
 
 
-def _addresses(text):
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+_addresses = address_list
 
 
 def _excludes(obj):
