@@ -1,4 +1,4 @@
-"""The REST resources of SPEC section 3: fields, filters, reach."""
+"""The REST resources: their fields, filters, ordering and who reaches which objects."""
 import colander
 from pyramid.authorization import ALL_PERMISSIONS, Allow
 from sqlalchemy import select
@@ -251,7 +251,7 @@ class WorkerResource(ResourceType):
         )
 
     def narrow(self, query, identity):
-        # A worker is told about itself only (SPEC section 6, step 1).
+        # A worker is told about itself only: it reads its own id and pools here.
         if identity.worker is not None:
             return query.where(Worker.id == identity.worker.id)
         return super().narrow(query, identity)

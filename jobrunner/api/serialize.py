@@ -1,4 +1,5 @@
-"""Model objects to the JSON of SPEC section 3, and back to comparable values."""
+"""Model objects to the API's JSON (datetimes in UTC ISO 8601, relations as
+resource URIs, address lists as lists), and back to comparable values."""
 import enum
 from datetime import datetime, time
 

@@ -1,13 +1,16 @@
-"""The mails Job-Runner sends (SPEC section 5): one message per event,
-every recipient once. A message goes out after the transaction that caused
-it commits, and not at all if it aborts; a mail server that is down is logged
-and never undoes or fails what was committed."""
+"""The mails Job-Runner sends (a failed run, a failed reschedule, an
+unresponsive pool): one message per event, every recipient once. A message
+goes out after the transaction that caused it commits, and not at all if it
+aborts; a mail server that is down is logged and never undoes or fails what
+was committed."""
 import logging
 from dataclasses import dataclass
 from email.policy import compat32
 from zoneinfo import ZoneInfo
 
 from pyramid_mailer.message import Message
+
+from ..values import address_list
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +69,8 @@ def split_addresses(*texts):
     """Addresses from one-per-line fields and lists, first occurrence kept."""
     seen = []
     for text in texts:
-        lines = text.splitlines() if isinstance(text, str) else list(text or [])
-        for line in lines:
-            address = line.strip()
+        for address in address_list(text) if isinstance(text, str) else list(text or []):
+            address = address.strip()
             if address and address.lower() not in {a.lower() for a in seen}:
                 seen.append(address)
     return seen
