@@ -8,6 +8,8 @@ from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPNotFound, H
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
 from sqlalchemy.exc import IntegrityError
 
+from .domain_errors import DomainError, InvalidFields, NotAllowed, RunConflict
+
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +52,16 @@ def not_found(exc, request):
     if request.identity is None and is_api(request):
         return json_error(request, 401, "Authentication required.")
     return json_error(request, 404, "Not found.")
+
+
+# The one mapping of the domain's refusals to HTTP statuses.
+DOMAIN_STATUS = ((InvalidFields, 400), (NotAllowed, 403), (RunConflict, 409))
+
+
+@exception_view_config(DomainError)
+def domain_error(exc, request):
+    status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 400)
+    return json_error(request, status, exc.message, exc.errors)
 
 
 @exception_view_config(IntegrityError)

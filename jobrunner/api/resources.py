@@ -3,9 +3,9 @@ and which reach (jobrunner.security.reach) decides who sees its objects."""
 import colander
 from sqlalchemy.orm import selectinload
 
+from ..jobs import INTERVAL_TYPES
 from ..models import (
     Group,
-    IntervalType,
     Job,
     JobTemplate,
     KillRequest,
@@ -33,10 +33,10 @@ from ..security.reach import (
 from .fields import (
     AddressList,
     Boolean,
-    Choice,
     DateTime,
     ExcludeList,
     Integer,
+    IntervalTypeChoice,
     Text,
     ToMany,
     ToOne,
@@ -196,7 +196,8 @@ class JobResource(ResourceType):
             field(Text(), "script_content_partial"),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(Integer(), "reschedule_interval", nullable=True),
-            field(Choice([t.value for t in IntervalType]), "reschedule_interval_type", nullable=True),
+            field(IntervalTypeChoice(INTERVAL_TYPES), "reschedule_interval_type", nullable=True,
+                  help_text="MINUTE, HOUR, DAY, WEEK or MONTH, in either case; stored upper-case."),
             field(ExcludeList(), "reschedule_excludes", kind="excludes",
                   help_text="Local times of day in which no run is scheduled."),
             field(Boolean(), "run_on_all_workers", default=False),

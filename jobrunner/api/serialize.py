@@ -1,8 +1,9 @@
-"""Model objects to their JSON form (ids as resource URIs, datetimes in ISO 8601),
-and stored values in the form a request body is parsed to, for comparisons."""
+"""Model objects to the API's JSON (datetimes in UTC ISO 8601, relations as
+resource URIs, address lists as lists), and back to comparable values."""
 import enum
 from datetime import datetime, time
 
+from ..values import address_list
 from .fields import format_datetime, format_time, resource_uri
 
 
@@ -16,8 +17,7 @@ def _plain(value):
     return value
 
 
-def _addresses(text):
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+_addresses = address_list
 
 
 def _excludes(obj):

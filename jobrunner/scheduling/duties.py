@@ -28,7 +28,7 @@ from ..models import Job, Run, Worker, WorkerPool
 from ..models.tables import worker_pool_workers
 from . import mail
 from .returns import process_return
-from .runs import RunConflict, append_log, create_run, mark_returned
+from .runs import RunConflict, append_log, create_run, mark_returned, reset_claim
 
 log = logging.getLogger(__name__)
 
@@ -171,15 +171,6 @@ def runs_of_unresponsive_workers(dbsession, now, settings):
     return [tuple(row) for row in dbsession.execute(query)]
 
 
-def release_to_pool(dbsession, run):
-    """A claimed run that never started goes back to its pool's queue, for
-    any worker of the pool to claim."""
-    run.worker_id = None
-    run.enqueue_dts = None
-    run.pid = None
-    dbsession.flush()
-
-
 def _local(context, dts):
     return dts.astimezone(context.tz).strftime("%Y-%m-%d %H:%M:%S %Z") if dts else "never"
 
@@ -205,7 +196,8 @@ def settle_run_of_unresponsive_worker(dbsession, run_id, job_id, now, settings, 
     worker = dbsession.get(Worker, run.worker_id)
     started = run.start_dts is not None
     if not started and not job.run_on_all_workers:
-        release_to_pool(dbsession, run)
+        # Back to its pool's queue, for any worker of the pool to claim.
+        reset_claim(dbsession, run, release_worker=True)
         log.info("freed run %s of job %r: worker %r is unresponsive", run.id, job.title, worker.title)
         return "freed"
     try:

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 from pyramid_mailer.message import Message
 
+from ..values import address_list
+
 log = logging.getLogger(__name__)
 
 MAX_LOG_IN_MAIL = 200_000
@@ -68,9 +70,8 @@ def split_addresses(*texts):
     """Addresses from one-per-line fields and lists, first occurrence kept."""
     seen = []
     for text in texts:
-        lines = text.splitlines() if isinstance(text, str) else list(text or [])
-        for line in lines:
-            address = line.strip()
+        for address in address_list(text) if isinstance(text, str) else list(text or []):
+            address = address.strip()
             if address and address.lower() not in {a.lower() for a in seen}:
                 seen.append(address)
     return seen

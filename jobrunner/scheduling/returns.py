@@ -1,7 +1,10 @@
-"""What a run's return sets in motion (SPEC section 5, "Return"), in the same
-transaction as the return itself."""
+"""What a run's return sets in motion, in the same transaction as the return
+itself: the job's failure count (and its switch-off after too many failures),
+the error mail, the children once the whole schedule has returned, and the
+job's next schedule."""
 from sqlalchemy import func, or_, select
 
+from ..jobs import has_pending_run
 from ..models import IntervalType, Job, KillRequest, Run, RunLog, utcnow
 from . import mail
 from .reschedule import RescheduleError, next_schedule
@@ -29,7 +32,7 @@ def process_return(dbsession, run, context, killed=False):
 
 
 def was_killed(dbsession, run):
-    """The run's worker acted on a kill request for it (SPEC section 5, "Kill")."""
+    """The run's worker acted on a kill request for it (took it or carried it out)."""
     return (
         dbsession.scalar(
             select(KillRequest.id)
@@ -62,19 +65,11 @@ def schedule_children(dbsession, run, job, now):
             create_run(dbsession, child, now, is_manual=False)
 
 
-def has_pending_schedule(dbsession, job_id):
-    return (
-        dbsession.scalar(
-            select(Run.id).where(Run.job_id == job_id, Run.return_dts.is_(None)).limit(1)
-        )
-        is not None
-    )
-
-
 def reschedule(dbsession, job, context, now):
     if not job.reschedule_interval or not job.reschedule_interval_type:
         return None
-    if has_pending_schedule(dbsession, job.id):
+    # One schedule at a time: a pending run is the job's next schedule.
+    if has_pending_run(dbsession, job.id):
         return None
     # Manual runs never shift the recurring schedule.
     last = dbsession.scalar(
