@@ -64,3 +64,5 @@ def includeme(config):
     config.add_route("run", "/runs/{id}")
     config.add_route("dashboard_overview", "/dashboard/overview.json")
     config.scan(".views")
+    config.include(".run_data")
+    config.include(".workers")

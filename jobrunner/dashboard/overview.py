@@ -6,6 +6,7 @@ from ..api import query as q
 from ..api.resources import RESOURCE_TYPES
 from ..api.serialize import serialize
 from ..models import Job, JobTemplate, Run, Worker
+from .run_facts import add_run_facts
 
 RUN = RESOURCE_TYPES["run"]
 
@@ -46,6 +47,7 @@ def runs_overview(dbsession, identity, project_id=None, title=None):
     workers = _worker_titles(dbsession, {run.worker_id for run in runs if run.worker_id})
     for section in sections.values():
         section["objects"] = [_describe(run, jobs, workers) for run in section["objects"]]
+        add_run_facts(dbsession, section["objects"])  # killed, job_enabled, held
     return {"sections": sections}
 
 
