@@ -62,7 +62,7 @@
     banner.hidden = !stranded.length;
     JR.replaceIfChanged(banner, JSON.stringify(stranded.map((p) => p.id)), () => [
       h("strong", null, "No responsive worker in: "),
-      stranded.map((pool, index) => [index ? ", " : "", pool.title]),
+      h("span", null, stranded.map((pool, index) => [index ? ", " : "", pool.title])),
       ". Their runs wait until a worker answers.",
     ]);
     const key = JSON.stringify([data.workers, data.pools, Math.floor(JR.now() / 60000)]);
