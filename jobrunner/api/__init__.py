@@ -49,3 +49,4 @@ def includeme(config):
     config.add_route("dashboard_overview", "/dashboard/overview.json")
     config.scan(".views")
     config.scan(".overview")
+    config.include(".dashboard_data")

@@ -6,6 +6,7 @@ from pyramid.view import forbidden_view_config, view_config
 from ..errors import json_error
 from ..models import utcnow
 from ..queries.overview import runs_overview
+from ..queries.run_facts import add_run_facts
 from ..root import object_id
 from ..security.permissions import Permission
 from .resources import RESOURCE_TYPES
@@ -33,16 +34,12 @@ def overview_json(request):
         request.dbsession, request.identity, project_id, title, RUN.load_options()
     )
     request.response.headers["Cache-Control"] = "no-store"
-    return {
-        "sections": {
-            state: {
-                "total": section["total"],
-                "objects": [_describe(run, jobs, workers) for run in section["runs"]],
-            }
-            for state, section in sections.items()
-        },
-        "now": utcnow().isoformat(),
-    }
+    described = {}
+    for state, section in sections.items():
+        objects = [_describe(run, jobs, workers) for run in section["runs"]]
+        add_run_facts(request.dbsession, objects)  # killed, job_enabled, held
+        described[state] = {"total": section["total"], "objects": objects}
+    return {"sections": described, "now": utcnow().isoformat()}
 
 
 def _describe(run, jobs, workers):

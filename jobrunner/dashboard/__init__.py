@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pyramid.events import BeforeRender, NewResponse
 
-from .contexts import JobFactory, RunFactory
+from ..contexts import JobFactory, RunFactory
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -65,3 +65,4 @@ def includeme(config):
     config.add_route("job", "/jobs/{id}", factory=JobFactory, traverse="/{id}")
     config.add_route("run", "/runs/{id}", factory=RunFactory, traverse="/{id}")
     config.scan(".views")
+    config.include(".workers")

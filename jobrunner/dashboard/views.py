@@ -12,7 +12,7 @@ from ..errors import login_redirect
 from ..models import Project
 from ..security.permissions import Permission
 from ..security.reach import PROJECT, Reach
-from .contexts import Missing, ObjectContext
+from ..contexts import Missing, ObjectContext
 
 TEMPLATES = "jobrunner:dashboard/templates/"
 PROJECT_REACH = Reach(PROJECT)

@@ -2,11 +2,12 @@
 itself: the job's failure count (and its switch-off after too many failures),
 the error mail, the children once the whole schedule has returned, and the
 job's next schedule."""
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from ..jobs import has_pending_run
-from ..models import IntervalType, Job, KillRequest, Run, RunLog, utcnow
+from ..models import IntervalType, Job, Run, RunLog, utcnow
 from . import mail
+from .kills import killed_run_ids
 from .reschedule import RescheduleError, next_schedule
 from .runs import create_run
 
@@ -32,18 +33,8 @@ def process_return(dbsession, run, context, killed=False):
 
 
 def was_killed(dbsession, run):
-    """The run's worker acted on a kill request for it (took it or carried it out)."""
-    return (
-        dbsession.scalar(
-            select(KillRequest.id)
-            .where(
-                KillRequest.run_id == run.id,
-                or_(KillRequest.enqueue_dts.is_not(None), KillRequest.execute_dts.is_not(None)),
-            )
-            .limit(1)
-        )
-        is not None
-    )
+    """The run's worker acted on a kill request for it."""
+    return run.id in killed_run_ids(dbsession, [run.id])
 
 
 def schedule_children(dbsession, run, job, now):

@@ -106,7 +106,8 @@ class RunLogWriter:
 
 
 class LiveLogReporter(threading.Thread):
-    """Sends the log of a running script every few seconds, when it changed."""
+    """Sends the log of a running script while it runs: the first output at
+    once, later output batched into one update per ``interval``."""
 
     def __init__(self, writer, log_buffer, interval, run_id):
         super().__init__(name=f"run-{run_id}-log", daemon=True)
@@ -116,9 +117,12 @@ class LiveLogReporter(threading.Thread):
         self._stop_requested = threading.Event()
 
     def run(self):
-        sent_version = None
-        while not self._stop_requested.wait(self.interval):
-            version = self.log_buffer.version
+        sent_version = 0  # a buffer nothing was written to
+        stopping = self._stop_requested.is_set
+        while not stopping():
+            version = self.log_buffer.wait_for_change(sent_version, self.interval, until=stopping)
+            if stopping():
+                break
             if version == sent_version:
                 continue
             try:
@@ -128,9 +132,12 @@ class LiveLogReporter(threading.Thread):
                 sent_version = version
             except (TransientError, ApiError, RetryAborted) as error:
                 log.warning("live log update failed: %s", error)
+            # What follows is batched: at most one update per interval.
+            self._stop_requested.wait(self.interval)
 
     def stop(self):
         self._stop_requested.set()
+        self.log_buffer.wake()
         self.join()
 
 

@@ -3,9 +3,9 @@ their object through a route factory, and the object's ACL (its reach's,
 ending in DENY_ALL) decides what the page's view may do."""
 from pyramid.authorization import DENY_ALL
 
-from ..models import Job, Run
-from ..root import object_id
-from ..security.reach import COLLECTION_ACL, JOB, RUN, Reach
+from .models import Job, Run
+from .root import object_id
+from .security.reach import COLLECTION_ACL, JOB, RUN, Reach
 
 
 class ObjectContext:
