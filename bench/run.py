@@ -52,7 +52,7 @@ from jobrunner.models import (  # noqa: E402
     WorkerPool,
 )
 from jobrunner.security.passwords import hash_password  # noqa: E402
-from jobrunner.security.policies import compute_signature  # noqa: E402
+from jobrunner.signing import compute_signature  # noqa: E402
 from bench.stack import Stack, UserSession, free_port, wait_until  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
