@@ -201,6 +201,8 @@ def _next_interval(last, interval, name, ranges, tz, now, misfire_policy, earlie
             # a daylight-saving day may hide one of them, so look twice as far.
             cycle = _MINUTES_PER_DAY // math.gcd(step_minutes, _MINUTES_PER_DAY)
             max_excluded = 2 * cycle + 2
+            if ranges and all(is_excluded(wall, ranges) for wall in _times_of_day(origin, step_minutes, cycle)):
+                raise _no_escape(f"every {interval} {name.lower()} step from {last.isoformat()} is excluded")
         else:
             max_excluded = _MAX_CALENDAR_EXCLUDE_STEPS
         lookback = max_excluded if (ranges and misfire_policy == "run_once") else 1
@@ -215,6 +217,12 @@ def _next_interval(last, interval, name, ranges, tz, now, misfire_policy, earlie
         )
     return _pick(slots, tz, last, now, ranges, misfire_policy, max_excluded,
                  f"every {interval} {name.lower()} step from {last.isoformat()} is excluded")
+
+
+def _times_of_day(origin, step_minutes, cycle):
+    """The local times of day of a MINUTE/HOUR grid, one cycle of it."""
+    for k in range(cycle):
+        yield (origin + timedelta(minutes=k * step_minutes % _MINUTES_PER_DAY)).time()
 
 
 def _slot_of(last, last_wall, interval, name, tz, earlier):
