@@ -7,6 +7,11 @@ admin forms):
 * a reschedule interval is greater than zero and needs an interval type;
   interval types are read in either case and stored upper-case;
 * its title is unique within its template;
+* it has a reschedule interval or a cron expression or neither, never both;
+  the expression and the time zone (an IANA name) must be valid;
+* its concurrency policy is forbid, allow or replace, its misfire policy
+  skip or run_once; a timeout is more than zero seconds (or none); retries
+  are 0 to 10; a retry delay is more than zero seconds;
 * it has a pending run while one of its runs has not returned.
 
 Plain functions over a SQLAlchemy session; broken rules raise InvalidFields
@@ -16,8 +21,12 @@ from sqlalchemy import select
 
 from .domain_errors import InvalidFields
 from .models import IntervalType, Job, JobTemplate, Run
+from .scheduling.reschedule import MISFIRE_POLICIES
+from .scheduling.schedule import Schedule, schedule_errors
 
 INTERVAL_TYPES = tuple(t.value for t in IntervalType)
+CONCURRENCY_POLICIES = ("forbid", "allow", "replace")
+MAX_RETRIES = 10
 
 
 def parse_interval_type(value):
@@ -52,6 +61,8 @@ def check_job(dbsession, job, project):
                 "reschedule_interval needs a reschedule_interval_type")
     if job.disable_enqueue_after_fails is not None and job.disable_enqueue_after_fails < 0:
         errors["disable_enqueue_after_fails"] = "disable_enqueue_after_fails may not be negative"
+    for name, message in schedule_field_errors(job).items():
+        errors.setdefault(name, message)
     template = job.job_template
     if template is not None and template.id is not None:
         duplicate = dbsession.scalar(
@@ -63,6 +74,44 @@ def check_job(dbsession, job, project):
                                f"{job.title!r} already")
     if errors:
         raise InvalidFields(errors)
+
+
+def schedule_field_errors(job):
+    """The schedule's fields (one schedule, a valid expression and zone) and
+    the fields of overlap, timeout, retries and misfires."""
+    errors = {}
+    policy = job.concurrency_policy if job.concurrency_policy is not None else "forbid"
+    if policy not in CONCURRENCY_POLICIES:
+        errors["concurrency_policy"] = (
+            f"concurrency_policy is one of {', '.join(CONCURRENCY_POLICIES)}, not {policy!r}")
+    if job.misfire_policy is not None and job.misfire_policy not in MISFIRE_POLICIES:
+        errors["misfire_policy"] = (
+            f"misfire_policy is one of {', '.join(MISFIRE_POLICIES)}, not {job.misfire_policy!r}")
+    if job.timeout is not None and not _whole(job.timeout, 1):
+        errors["timeout"] = "timeout is a whole number of seconds greater than zero, or null"
+    if job.retries is not None and not (_whole(job.retries, 0) and job.retries <= MAX_RETRIES):
+        errors["retries"] = f"retries is a whole number from 0 to {MAX_RETRIES}"
+    if job.retry_delay is not None and not _whole(job.retry_delay, 1):
+        errors["retry_delay"] = "retry_delay is a whole number of seconds greater than zero"
+    if job.cron_expression is not None and not str(job.cron_expression).strip():
+        errors["cron_expression"] = "cron_expression may not be empty (null: none)"
+    if "misfire_policy" in errors:
+        return errors
+    interval_type = job.reschedule_interval_type
+    schedule = Schedule(
+        interval=job.reschedule_interval,
+        interval_type=getattr(interval_type, "value", interval_type),
+        cron_expression=job.cron_expression or None,
+        timezone=job.timezone,
+        misfire_policy=job.misfire_policy or "skip",
+    )
+    for name, message in schedule_errors(schedule).items():
+        errors.setdefault(name, f"{name}: {message}" if not message.startswith(name) else message)
+    return errors
+
+
+def _whole(value, minimum):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def parent_cycle(job):
@@ -91,11 +140,10 @@ def jobs_off_project_pools(dbsession, project):
     ).all()
 
 
-def has_pending_run(dbsession, job_id):
-    """One of the job's runs has not returned yet."""
-    return (
-        dbsession.scalar(
-            select(Run.id).where(Run.job_id == job_id, Run.return_dts.is_(None)).limit(1)
-        )
-        is not None
-    )
+def has_pending_run(dbsession, job_id, waiting_only=False):
+    """One of the job's runs has not returned yet (with ``waiting_only``: and
+    is not claimed either)."""
+    query = select(Run.id).where(Run.job_id == job_id, Run.return_dts.is_(None))
+    if waiting_only:
+        query = query.where(Run.enqueue_dts.is_(None))
+    return dbsession.scalar(query.limit(1)) is not None

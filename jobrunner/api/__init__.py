@@ -48,5 +48,6 @@ def includeme(config):
     config.add_tween("jobrunner.api.request_guard_tween_factory")
     config.add_route("dashboard_overview", "/dashboard/overview.json")
     config.scan(".views")
+    config.scan(".schedule_preview")
     config.scan(".overview")
     config.include(".dashboard_data")

@@ -3,7 +3,7 @@ and which reach (jobrunner.security.reach) decides who sees its objects."""
 import colander
 from sqlalchemy.orm import selectinload
 
-from ..jobs import INTERVAL_TYPES
+from ..jobs import CONCURRENCY_POLICIES, INTERVAL_TYPES, MISFIRE_POLICIES
 from ..models import (
     Group,
     Job,
@@ -33,6 +33,7 @@ from ..security.reach import (
 from .fields import (
     AddressList,
     Boolean,
+    Choice,
     DateTime,
     ExcludeList,
     Integer,
@@ -206,6 +207,26 @@ class JobResource(ResourceType):
             field(Integer(), "disable_enqueue_after_fails", nullable=True),
             field(Integer(), "fail_times", readonly=True, default=0),
             field(Integer(), "last_completed_schedule_id", readonly=True, nullable=True),
+            field(Text(), "cron_expression", nullable=True,
+                  help_text="A 5-field cron expression or @hourly, @daily, @weekly, @monthly, "
+                            "@yearly; a job has this or reschedule_interval, not both."),
+            field(Text(255), "timezone", nullable=True,
+                  help_text="IANA time zone of the schedule and its excludes; null: the "
+                            "server's default zone."),
+            field(Choice(CONCURRENCY_POLICIES), "concurrency_policy", default="forbid",
+                  help_text="forbid, allow or replace: what happens when runs of two "
+                            "schedules would overlap."),
+            field(Integer(), "timeout", nullable=True,
+                  help_text="Seconds after its start at which a run is killed; null: none."),
+            field(Integer(), "retries", default=0,
+                  help_text="How often a failed run is tried again (0 to 10)."),
+            field(Integer(), "retry_delay", default=60,
+                  help_text="Seconds before the first retry, doubled for each further one."),
+            field(Choice(MISFIRE_POLICIES), "misfire_policy", default="skip",
+                  help_text="skip or run_once: what a return does about times already past."),
+            field(DateTime(), "first_run_at", nullable=True, kind="write_only",
+                  help_text="Write-only: when the job's first run is due (else the next "
+                            "cron time, or now for an interval)."),
         ]
 
     def load_options(self):
@@ -225,7 +246,7 @@ class RunResource(ResourceType):
         "id", "job", "job__title", "job__job_template", "job__job_template__project",
         "job__worker_pool", "worker", "worker__api_key", "worker__title", "schedule_id",
         "schedule_dts", "enqueue_dts", "start_dts", "return_dts", "return_success",
-        "is_manual", "schedule_children", "pid",
+        "is_manual", "schedule_children", "pid", "attempt", "timed_out",
     )
     ordering = ("id", "schedule_dts", "enqueue_dts", "start_dts", "return_dts", "job", "worker",
                 "schedule_id")
@@ -248,6 +269,11 @@ class RunResource(ResourceType):
             field(Integer(), "pid", nullable=True),
             field(Boolean(), "is_manual", readonly=True, default=False),
             field(Boolean(), "schedule_children", default=True),
+            field(Integer(), "attempt", readonly=True, default=1,
+                  help_text="1 for a first try, 2 for the first retry, and so on."),
+            field(Boolean(), "timed_out", default=False,
+                  help_text="Killed for its job's timeout; set by the run's worker with its "
+                            "return only."),
         ]
 
     def load_options(self):

@@ -51,6 +51,8 @@ def serialize(resource_type, obj):
 def current_value(node, obj):
     """The stored value in the form deserialization produces, for comparisons."""
     kind = node.kind
+    if kind == "write_only":
+        return None
     if kind == "to_many":
         return [o.id for o in getattr(obj, node.attr)]
     if kind == "run_log":

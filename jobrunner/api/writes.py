@@ -9,6 +9,7 @@ from ..jobs import check_job
 from ..models import Job, JobTemplate, RescheduleExclude, Run, Worker, WorkerPool, utcnow
 from ..scheduling import runs
 from ..scheduling.mail import mail_context
+from ..scheduling.next_run import ensure_first_run
 from ..security.permissions import Permission
 from ..values import addresses_text
 from .errors import APIError, bad_request, forbidden
@@ -65,10 +66,18 @@ def _apply_job_values(request, job, values):
 def create_job(request, collection, values):
     template = related(request, "job_template", JobTemplate, values["job_template"], Permission.EDIT)
     job = Job(title=values["title"], job_template=template, fail_times=0)
+    first_run_at = values.pop("first_run_at", None)
     _apply_job_values(request, job, values)
     request.dbsession.add(job)
     request.dbsession.flush()
+    _first_run(request, job, first_run_at)
     return job
+
+
+def _first_run(request, job, first_run_at):
+    request.dbsession.flush()
+    ensure_first_run(request.dbsession, job, request.registry.jobrunner_settings.tz,
+                     first_run_at=first_run_at)
 
 
 def update_job(request, item, values):
@@ -84,7 +93,9 @@ def update_job(request, item, values):
         # A project admin PUTs back the job as read: the other fields are
         # unchanged, and their relations need not be checked (or reached).
         values = {name: value for name, value in values.items() if name == "enqueue_is_enabled"}
+    first_run_at = values.pop("first_run_at", None)
     _apply_job_values(request, job, values)
+    _first_run(request, job, first_run_at)
     return job
 
 
@@ -155,7 +166,7 @@ def update_run(request, item, values):
     if fenced:
         return_dts = fenced.pop("return_dts", None)
         if return_dts is None:
-            runs.progress(dbsession, run, worker, **fenced)
+            runs.progress(dbsession, run, worker, mail_context(request), **fenced)
         else:
             return_success = fenced.pop("return_success", run.return_success)
             runs.report_return(dbsession, run, worker, return_dts, return_success,
@@ -163,7 +174,7 @@ def update_run(request, item, values):
     return run
 
 
-FENCED_RUN_FIELDS = ("start_dts", "pid", "return_dts", "return_success")
+FENCED_RUN_FIELDS = ("start_dts", "pid", "return_dts", "return_success", "timed_out")
 
 
 # --- kill_request and run_log --------------------------------------------------

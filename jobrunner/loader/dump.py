@@ -119,6 +119,13 @@ def _dump_job(job, template_title, project_title, schedule_dts):
         "run_on_all_workers": job.run_on_all_workers,
         "schedule_children_on_error": job.schedule_children_on_error,
         "disable_enqueue_after_fails": job.disable_enqueue_after_fails,
+        "cron_expression": job.cron_expression,
+        "timezone": job.timezone,
+        "concurrency_policy": job.concurrency_policy or "forbid",
+        "timeout": job.timeout,
+        "retries": job.retries or 0,
+        "retry_delay": job.retry_delay or 60,
+        "misfire_policy": job.misfire_policy or "skip",
     }
     if schedule_dts is not None:
         entry["schedule_dts"] = schedule_dts

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from ..domain_errors import InvalidFields
 from ..jobs import check_job, has_pending_run, jobs_off_project_pools
 from ..models import Job, begin_write
+from ..scheduling.next_run import ensure_first_run
 from ..scheduling.runs import create_run
 from ..values import addresses_text
 from .format import LoadError, describe
@@ -57,6 +58,7 @@ class Load:
     def __init__(self, dbsession, zone):
         self.db = dbsession
         self.sections = section_table(zone)
+        self.zone = zone
         self.changes = []
         # Jobs of the file by (project id, job title), for their parents.
         self.file_jobs = {}
@@ -213,9 +215,7 @@ class Load:
                 job.script_content = job.render_script()
         self.db.flush()
         for item in items:
-            schedule_dts = item.extras.get("schedule_dts")
-            if schedule_dts is not None:
-                self.schedule_first_run(section, item, schedule_dts)
+            self.schedule_first_run(section, item, item.extras.get("schedule_dts"))
 
     def resolve_parents(self, items):
         """Parents may name jobs further down the file: they are resolved once
@@ -245,11 +245,18 @@ class Load:
                     raise item.entry.error("; ".join(exc.errors.values())) from None
 
     def schedule_first_run(self, section, item, schedule_dts):
-        """A first recurring run, unless the job has a run still pending."""
-        if not has_pending_run(self.db, item.obj.id):
-            create_run(self.db, item.obj, schedule_dts, is_manual=False)
+        """A first run, unless the job has a run still pending: at the
+        entry's schedule_dts, else as the job's schedule says."""
+        try:
+            run = ensure_first_run(self.db, item.obj, self.zone, first_run_at=schedule_dts)
+        except InvalidFields as exc:
+            raise item.entry.error("; ".join(exc.errors.values())) from None
+        if run is None and schedule_dts is not None and not has_pending_run(self.db, item.obj.id):
+            # A job without a schedule runs once at the time it was given.
+            run = create_run(self.db, item.obj, schedule_dts, is_manual=False)
+        if run is not None:
             self.changes.append(Change(section.kind, section.describe(item), "scheduled",
-                                       (schedule_dts.isoformat(),)))
+                                       (run.schedule_dts.isoformat(),)))
 
     def check_project_pools(self):
         """A project that lost a pool may not keep jobs on it."""

@@ -1,7 +1,7 @@
 """The scheduler loop: `jobrunner-scheduler CONFIG_URI`, or the same loop in
 a thread of the web process (`jobrunner.scheduler.embedded`).
 
-Each round runs every duty of duties.py: the candidates are listed in one
+Each round runs every duty of duties.py and run_limits.py: the candidates are listed in one
 transaction, then each is handled in a short transaction of its own, so one
 bad candidate or a lock held elsewhere holds back nothing else. An error is
 logged and the loop goes on: the database may come back.
@@ -24,6 +24,7 @@ from .duties import (
     runs_to_expand,
     settle_run_of_unresponsive_worker,
 )
+from .run_limits import fail_overdue_run, overdue_runs, replace_run, runs_to_replace
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class Scheduler:
     def run_once(self, stop_event=None):
         """One pass over every duty. Returns what was done, for logs and tests."""
         settings, context = self.settings, self.context
-        summary = {"expanded": 0, "failed": 0, "freed": 0, "alerted": 0, "recovered": 0}
+        summary = {"expanded": 0, "failed": 0, "freed": 0, "alerted": 0, "recovered": 0,
+                   "timed_out": 0, "replaced": 0}
 
         now = utcnow()
         to_expand = self.in_transaction(lambda s: runs_to_expand(s, now), write=False)
@@ -103,6 +105,22 @@ class Scheduler:
             held,
             lambda s, c: settle_run_of_unresponsive_worker(s, c[0], c[1], now, settings, context),
             stop_event,
+        ):
+            if outcome:
+                summary[outcome] += 1
+
+        now = utcnow()
+        overdue = self.in_transaction(lambda s: overdue_runs(s, now, settings), write=False)
+        for outcome in self._each(
+            overdue, lambda s, c: fail_overdue_run(s, c[0], c[1], now, settings, context), stop_event
+        ):
+            if outcome:
+                summary[outcome] += 1
+
+        now = utcnow()
+        to_replace = self.in_transaction(lambda s: runs_to_replace(s, now), write=False)
+        for outcome in self._each(
+            to_replace, lambda s, c: replace_run(s, c[0], c[1], c[2], now), stop_event
         ):
             if outcome:
                 summary[outcome] += 1

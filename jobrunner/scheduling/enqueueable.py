@@ -1,4 +1,6 @@
-"""Which runs a worker may take now (SPEC section 5, "Enqueueable")."""
+"""Which runs a worker may take now: due, for this worker or its pool, every
+switch on, and no run of another schedule of the job active (unless the
+job allows overlapping runs)."""
 from sqlalchemy import and_, exists, false, or_, select
 
 from ..models import Job, JobTemplate, Project, Run, WorkerPool, utcnow
@@ -45,12 +47,17 @@ def enqueueable_conditions(worker, now, earliest_only):
         ),
         # A manual run ignores the job, template, project and pool switches.
         or_(run.is_manual.is_(True), switches_enabled()),
-        # Two schedules of one job are never active together.
-        ~exists().where(
-            other.job_id == run.job_id,
-            other.schedule_id != run.schedule_id,
-            other.enqueue_dts.is_not(None),
-            other.return_dts.is_(None),
+        # Two schedules of one job are never active together, unless the
+        # job allows overlapping runs (replace waits for the old run's
+        # return: the scheduler asks for it to be killed).
+        or_(
+            Job.concurrency_policy == "allow",
+            ~exists().where(
+                other.job_id == run.job_id,
+                other.schedule_id != run.schedule_id,
+                other.enqueue_dts.is_not(None),
+                other.return_dts.is_(None),
+            ),
         ),
     ]
     if earliest_only:

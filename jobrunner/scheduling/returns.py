@@ -1,26 +1,43 @@
 """What a run's return sets in motion, in the same transaction as the return
-itself: the job's failure count (and its switch-off after too many failures),
-the error mail, the children once the whole schedule has returned, and the
-job's next schedule."""
-from sqlalchemy import func, select
+itself: a retry while the run has attempts left; else the job's failure
+count (and its switch-off after too many failures), the error mail, the
+children once the whole schedule has returned, and the job's next
+schedule.
 
-from ..jobs import has_pending_run
-from ..models import IntervalType, Job, Run, RunLog, utcnow
+Retries: a failed run with attempts left (``attempt <= job.retries``) does
+not count as a failure yet: no failure count, no mail, no children, no next
+schedule. The next attempt is made instead: the same job, schedule,
+``is_manual`` and ``schedule_children``, the same worker when the job runs
+on all workers (else any worker of the pool), due ``retry_delay *
+2^(attempt - 1)`` seconds after the return. A run killed on request (by a
+user, or replaced by a newer run) is never retried."""
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from ..models import Job, Run, RunLog, utcnow
 from . import mail
 from .kills import killed_run_ids
-from .reschedule import RescheduleError, next_schedule
-from .runs import create_run
+from .next_run import next_run_at_return
+from .runs import append_log, create_run
+
+DEFAULT_RETRY_DELAY = 60
 
 
 def process_return(dbsession, run, context, killed=False):
     job = dbsession.get(Job, run.job_id)
     now = utcnow()
+    killed = killed or was_killed(dbsession, run)
+    if killed:
+        note_replacement(dbsession, run, job)
+    if not run.return_success and not killed and retry(dbsession, run, job):
+        return
     if run.return_success:
         job.fail_times = 0
     else:
         job.fail_times = (job.fail_times or 0) + 1
         log_text = dbsession.scalar(select(RunLog.content).where(RunLog.run_id == run.id))
-        mail.send_run_error(context, run, log_text, killed=killed or was_killed(dbsession, run))
+        mail.send_run_error(context, run, log_text, killed=killed)
         if (
             job.disable_enqueue_after_fails is not None
             and job.fail_times > job.disable_enqueue_after_fails
@@ -29,7 +46,7 @@ def process_return(dbsession, run, context, killed=False):
     job.last_completed_schedule_id = run.schedule_id
     dbsession.flush()
     schedule_children(dbsession, run, job, now)
-    reschedule(dbsession, job, context, now)
+    next_run_at_return(dbsession, job, context, now)
 
 
 def was_killed(dbsession, run):
@@ -37,44 +54,71 @@ def was_killed(dbsession, run):
     return run.id in killed_run_ids(dbsession, [run.id])
 
 
+REPLACED_MARK = "[jobrunner scheduler] replaced by run"
+
+
+def replaced_line(due_run_id):
+    return f"{REPLACED_MARK} {due_run_id}, which is due; the run is killed.\n"
+
+
+def note_replacement(dbsession, run, job):
+    """A killed run of a job with the replace policy, with a run of another
+    schedule due, was replaced: its final log says so (the worker's last
+    log write may have come after the scheduler's note)."""
+    if job.concurrency_policy != "replace":
+        return
+    due_id = dbsession.scalar(
+        select(Run.id).where(
+            Run.job_id == job.id, Run.schedule_id != run.schedule_id,
+            Run.enqueue_dts.is_(None), Run.return_dts.is_(None),
+            Run.schedule_dts <= (run.return_dts or utcnow()),
+        ).order_by(Run.schedule_dts, Run.id).limit(1))
+    content = dbsession.scalar(select(RunLog.content).where(RunLog.run_id == run.id)) or ""
+    if due_id is not None and REPLACED_MARK not in content:
+        append_log(dbsession, run, replaced_line(due_id))
+
+
+def retry(dbsession, run, job):
+    """The next attempt of a failed run that has attempts left, or None."""
+    attempt = run.attempt or 1
+    if attempt > (job.retries or 0):
+        return None
+    delay = (job.retry_delay or DEFAULT_RETRY_DELAY) * 2 ** (attempt - 1)
+    returned = run.return_dts or utcnow()
+    following = create_run(
+        dbsession, job, returned + timedelta(seconds=delay),
+        is_manual=run.is_manual,
+        schedule_children=run.schedule_children,
+        worker_id=run.worker_id if job.run_on_all_workers else None,
+        schedule_id=run.schedule_id,
+    )
+    following.attempt = attempt + 1
+    dbsession.flush()
+    return following
+
+
 def schedule_children(dbsession, run, job, now):
     """Once every run of the schedule has returned: each enabled child, now."""
     if not run.schedule_children:
         return
     siblings = dbsession.execute(
-        select(Run.return_dts, Run.return_success).where(
+        select(Run.worker_id, Run.attempt, Run.return_dts, Run.return_success).where(
             Run.job_id == job.id, Run.schedule_id == run.schedule_id
         )
     ).all()
-    if any(return_dts is None for return_dts, _ in siblings):
+    if any(return_dts is None for _, _, return_dts, _ in siblings):
         return
-    all_succeeded = all(success for _, success in siblings)
+    # The schedule's outcome is that of its last attempts: an attempt that
+    # failed and was retried does not count (the runs of a run-on-all-workers
+    # schedule are retried each on its own worker).
+    retried = {(worker_id if job.run_on_all_workers else None, attempt - 1)
+               for worker_id, attempt, _, _ in siblings if (attempt or 1) > 1}
+    all_succeeded = all(
+        success for worker_id, attempt, _, success in siblings
+        if (worker_id if job.run_on_all_workers else None, attempt or 1) not in retried
+    )
     if not (all_succeeded or job.schedule_children_on_error):
         return
     for child in job.children:
         if child.enqueue_is_enabled:
             create_run(dbsession, child, now, is_manual=False)
-
-
-def reschedule(dbsession, job, context, now):
-    if not job.reschedule_interval or not job.reschedule_interval_type:
-        return None
-    # One schedule at a time: a pending run is the job's next schedule.
-    if has_pending_run(dbsession, job.id):
-        return None
-    # Manual runs never shift the recurring schedule.
-    last = dbsession.scalar(
-        select(func.max(Run.schedule_dts)).where(Run.job_id == job.id, Run.is_manual.is_(False))
-    )
-    if last is None:
-        last = now
-    interval_type = job.reschedule_interval_type
-    if isinstance(interval_type, IntervalType):
-        interval_type = interval_type.value
-    excludes = [(e.start_time, e.end_time) for e in job.reschedule_excludes]
-    try:
-        when = next_schedule(last, job.reschedule_interval, interval_type, excludes, context.tz, now)
-    except RescheduleError as exc:
-        mail.send_reschedule_error(context, job, str(exc))
-        return None
-    return create_run(dbsession, job, when, is_manual=False)

@@ -116,12 +116,22 @@ def _require_running(run, worker):
         raise RunConflict("The run has returned already.")
 
 
-def progress(dbsession, run, worker, **values):
+def progress(dbsession, run, worker, context=None, **values):
     """The holder reports the start (start_dts), the pid or, before its
-    return, the outcome (return_success) of a run that has not returned."""
+    return, the outcome (return_success) of a run that has not returned.
+    A start makes the next run of a job that allows or replaces
+    overlapping runs."""
+    from .next_run import next_run_at_start
+
     _require_running(run, worker)
+    if "timed_out" in values:
+        raise InvalidFields({"timed_out": "timed_out is set with the return (return_dts)."})
+    starting = values.get("start_dts") is not None and run.start_dts is None
     for name, value in values.items():
         setattr(run, name, value)
+    if starting and context is not None:
+        dbsession.flush()
+        next_run_at_start(dbsession, dbsession.get(Job, run.job_id), context, utcnow())
 
 
 def report_return(dbsession, run, worker, return_dts, return_success, context, **values):

@@ -13,6 +13,9 @@ import time
 log = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 5.0
+# A run of a job with a timeout gets SIGTERM at the timeout, SIGKILL this
+# much later.
+TIMEOUT_KILL_GRACE_SECONDS = 10.0
 # After the script exits, how long a leftover background child may keep its
 # output pipe open before the worker stops reading and reports.
 OUTPUT_DRAIN_SECONDS = 2.0

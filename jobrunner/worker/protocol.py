@@ -76,8 +76,12 @@ def start_body(start_dts, pid=None):
     return body
 
 
-def return_body(return_dts, success):
-    return {"return_dts": return_dts, "return_success": bool(success)}
+def return_body(return_dts, success, timed_out=False):
+    body = {"return_dts": return_dts, "return_success": bool(success)}
+    if timed_out:
+        # Sent only when true: a server without timeouts never sees it.
+        body["timed_out"] = True
+    return body
 
 
 def new_log_body(run_uri, content):

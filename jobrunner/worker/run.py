@@ -25,13 +25,18 @@ RESTARTED_NOTE = (
 )
 
 
-def return_run(client, run_uri, success, abort=None, return_dts=None):
+def timed_out_line(timeout):
+    """The last line of the log of a run killed for its job's timeout."""
+    return f"[timed out after {timeout:g} s]"
+
+
+def return_run(client, run_uri, success, abort=None, return_dts=None, timed_out=False):
     """Report a run's result, retried until the server answers. A run that
     was returned already (by the scheduler, for a worker it gave up on) is
     left as it is."""
     response = client.request(
         "PATCH", run_uri,
-        data=protocol.return_body(return_dts or utc_now_iso(), success),
+        data=protocol.return_body(return_dts or utc_now_iso(), success, timed_out),
         abort=abort,
     )
     if response.status_code in protocol.UPDATED:
@@ -213,6 +218,13 @@ class RunHandler(threading.Thread):
                 pass
             return
         script_content = job.get("script_content") or ""
+        timeout = job.get("timeout")
+        timed_out = threading.Event()
+        timers = []
+
+        def time_out():
+            timed_out.set()
+            self.kill_event.set()
 
         log_buffer = LogBuffer(self.config.max_log_bytes)
         writer = RunLogWriter(self.client, self.run_obj, self.run_obj.get("run_log"), force)
@@ -227,6 +239,11 @@ class RunHandler(threading.Thread):
                 return False
             log.info("run %s started as pid %s", self.run_uri, pid)
             reporter.start()
+            if timeout:
+                timer = threading.Timer(timeout, time_out)
+                timer.daemon = True
+                timers.append(timer)
+                timer.start()
             return True
 
         try:
@@ -236,10 +253,13 @@ class RunHandler(threading.Thread):
                 log_buffer,
                 on_started=on_started,
                 kill_event=self.kill_event,
-                kill_grace_seconds=self.worker_daemon.kill_grace_seconds,
+                kill_grace_seconds=(executor.TIMEOUT_KILL_GRACE_SECONDS if timeout
+                                    else self.worker_daemon.kill_grace_seconds),
                 script_prefix=f"jobrunner-run-{self.run_obj['id']}-",
             )
         finally:
+            for timer in timers:
+                timer.cancel()
             if reporter.is_alive():
                 reporter.stop()
         # The run ended now, however long the server takes to hear of it.
@@ -255,7 +275,8 @@ class RunHandler(threading.Thread):
                 return
 
         kill_requests = self._close_kill_requests()
-        if result.killed:
+        was_timed_out = result.killed and timed_out.is_set() and not kill_requests
+        if result.killed and not was_timed_out:  # a timeout is said in the last line
             log_buffer.write_line(KILLED_NOTE)
         elif kill_requests:
             log_buffer.write_line(
@@ -265,6 +286,8 @@ class RunHandler(threading.Thread):
             log_buffer.write_line(
                 NOTE_PREFIX + executor.describe_exit_code(result.exit_code)
             )
+        if was_timed_out:
+            log_buffer.write_line(timed_out_line(timeout))
         for kill_request in kill_requests:
             self.worker_daemon.mark_kill_request_executed(
                 kill_request, abort=force, execute_dts=finished_dts
@@ -275,4 +298,5 @@ class RunHandler(threading.Thread):
         except ApiError as error:
             log.error("run %s: log not stored: %s", self.run_uri, error)
 
-        return_run(self.client, self.run_uri, result.success, abort=force, return_dts=finished_dts)
+        return_run(self.client, self.run_uri, result.success, abort=force, return_dts=finished_dts,
+                   timed_out=was_timed_out)

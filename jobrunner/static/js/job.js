@@ -11,7 +11,7 @@
   const projectId = main.dataset.projectId;
   const jobUri = `/api/v1/job/${jobId}/`;
 
-  const state = { job: null, runs: [], next: [], total: 0, template: null, pool: null, projectJobs: [], workers: new Map() };
+  const state = { job: null, runs: [], next: [], total: 0, template: null, pool: null, projectJobs: [], workers: new Map(), nextTimes: [] };
   let ticks = 0;
   let lastSlowTick = -1;
 
@@ -29,6 +29,22 @@
     ]);
     Object.assign(state, { template, pool, projectJobs });
     state.workers = new Map(workers.map((w) => [w.resource_uri, w.title]));
+    state.nextTimes = await loadNextTimes(job);
+  }
+
+  async function loadNextTimes(job) {
+    // The coming times by the server's own schedule code: after the next
+    // waiting run for an interval (its times count from the previous run).
+    const params = JR.previewQuery(job, 5);
+    if (!params) return [];
+    const next = nextRun();
+    if (next && !next.is_manual) params.after = next.schedule_dts;
+    try {
+      const answer = await JR.get(JR.query("/api/v1/job/schedule_preview/", params));
+      return answer.times;
+    } catch (error) {
+      return [];
+    }
   }
 
   async function refresh() {
@@ -74,6 +90,15 @@
       ["Schedule", JR.scheduleInWords(job, next ? next.schedule_dts : null)],
     ];
     if (excludes.length) rows.push(["Excluded times", excludes.join("; ")]);
+    if (state.nextTimes.length) {
+      rows.push(["Then", state.nextTimes.map((iso) => JR.formatShort(iso, false)).join(", ")]);
+    }
+    const limits = [];
+    if (job.concurrency_policy && job.concurrency_policy !== "forbid") limits.push(`overlap: ${job.concurrency_policy}`);
+    if (job.timeout) limits.push(`timeout ${job.timeout} s`);
+    if (job.retries) limits.push(`${job.retries} retr${job.retries === 1 ? "y" : "ies"}, first after ${job.retry_delay} s`);
+    if (job.misfire_policy === "run_once") limits.push("missed times: one run");
+    if (limits.length) rows.push(["Run rules", limits.join("; ")]);
     rows.push(
       ["Enqueue", job.enqueue_is_enabled ? "enabled" : "disabled"],
       [
@@ -238,7 +263,9 @@
         { "data-label": "Run" },
         h("a", { href: `/runs/${run.id}` }, `#${run.id}`),
         isNext ? [" ", h("span", { class: "tag" }, "next")] : null,
-        run.is_manual ? [" ", h("span", { class: "tag" }, "manual")] : null
+        run.is_manual ? [" ", h("span", { class: "tag" }, "manual")] : null,
+        JR.attemptInWords(run, state.job) ? [" ", h("span", { class: "tag attempt-tag" }, JR.attemptInWords(run, state.job))] : null,
+        run.timed_out ? [" ", h("span", { class: "tag tag-bad timed-out-tag" }, "timed out")] : null
       ),
       h("td", { "data-label": "State" }, JR.stateBadge(run), isNext && run.held ? [" ", JR.heldTag(run)] : null),
       h("td", { "data-label": "Scheduled" }, JR.timeElement(run.schedule_dts)),
@@ -250,7 +277,7 @@
 
   function renderRuns() {
     const tbody = document.querySelector("#job-runs tbody");
-    const key = JSON.stringify([state.next, state.runs, Math.floor(JR.now() / 60000), [...state.workers]]);
+    const key = JSON.stringify([state.next, state.runs, Math.floor(JR.now() / 60000), [...state.workers], state.job.retries]);
     JR.replaceIfChanged(tbody, key, () => {
       if (!state.runs.length && !state.next.length) {
         return h("tr", { class: "placeholder" }, h("td", { colspan: "6" }, "No runs yet."));

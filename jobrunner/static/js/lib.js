@@ -294,15 +294,79 @@
 
   const UNITS = { MINUTE: "minute", HOUR: "hour", DAY: "day", WEEK: "week", MONTH: "month" };
 
-  /** "every 2 hours, next at 14:00 Europe/Amsterdam" */
+  const DAY_NAMES = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+  const CRON_MACROS = {
+    "@hourly": "every hour",
+    "@daily": "at 00:00 every day",
+    "@midnight": "at 00:00 every day",
+    "@weekly": "at 00:00 every Sunday",
+    "@monthly": "at 00:00 on day 1 of every month",
+    "@yearly": "at 00:00 on 1 January",
+    "@annually": "at 00:00 on 1 January",
+  };
+  const pad2 = (n) => String(n).padStart(2, "0");
+
+  /** A cron expression in words where it reads simply ("at 02:30 every
+   * day", "every 15 minutes"), else the expression itself. */
+  JR.cronInWords = function (expression) {
+    const text = (expression || "").trim();
+    if (CRON_MACROS[text.toLowerCase()]) return CRON_MACROS[text.toLowerCase()];
+    const fields = text.split(/\s+/);
+    if (fields.length !== 5) return `cron ${text}`;
+    const [minute, hour, dom, month, dow] = fields;
+    const number = /^\d+$/;
+    const step = /^\*\/(\d+)$/;
+    if (dom === "*" && month === "*" && dow === "*") {
+      if (number.test(minute) && number.test(hour)) return `at ${pad2(hour)}:${pad2(minute)} every day`;
+      if (number.test(minute) && hour === "*") return `at minute ${minute} of every hour`;
+      if (step.test(minute) && hour === "*") return `every ${minute.match(step)[1]} minutes`;
+      if (minute === "*" && hour === "*") return "every minute";
+    }
+    if (number.test(minute) && number.test(hour) && dom === "*" && month === "*" && /^[0-7](,[0-7])*$/.test(dow)) {
+      const days = dow.split(",").map((d) => DAY_NAMES[Number(d) % 7]);
+      return `at ${pad2(hour)}:${pad2(minute)} every ${days.join(", ")}`;
+    }
+    if (number.test(minute) && number.test(hour) && number.test(dom) && month === "*" && dow === "*") {
+      return `at ${pad2(hour)}:${pad2(minute)} on day ${dom} of every month`;
+    }
+    return `cron ${text}`;
+  };
+
+  /** "every 2 hours, UTC" or "at 02:30 every day, Europe/Amsterdam", with
+   * ", next at 14:00" when the next run is known. */
   JR.scheduleInWords = function (job, nextIso) {
     const count = job.reschedule_interval;
     const unit = UNITS[job.reschedule_interval_type];
     let words;
-    if (count && unit) words = count === 1 ? `every ${unit}` : `every ${count} ${unit}s`;
-    else words = "not recurring";
+    if (job.cron_expression) words = JR.cronInWords(job.cron_expression);
+    else if (count && unit) words = count === 1 ? `every ${unit}` : `every ${count} ${unit}s`;
+    else return nextIso ? `not recurring, next at ${JR.formatShort(nextIso, false)} ${JR.timezone}` : "not recurring";
+    words += `, ${job.timezone || JR.timezone}`;
     if (nextIso) words += `, next at ${JR.formatShort(nextIso, false)} ${JR.timezone}`;
     return words;
+  };
+
+  /** The query of GET /api/v1/job/schedule_preview/ for a job's schedule, or
+   * null when the job has none. */
+  JR.previewQuery = function (job, count) {
+    const params = { count: String(count) };
+    if (job.cron_expression) params.cron_expression = job.cron_expression;
+    else if (job.reschedule_interval && job.reschedule_interval_type) {
+      params.reschedule_interval = String(job.reschedule_interval);
+      params.reschedule_interval_type = job.reschedule_interval_type;
+    } else return null;
+    if (job.timezone) params.timezone = job.timezone;
+    if ((job.reschedule_excludes || []).length) params.reschedule_excludes = JSON.stringify(job.reschedule_excludes);
+    return params;
+  };
+
+  /** "attempt 2 of 4" for a retry (or a first try of a job with retries). */
+  JR.attemptInWords = function (run, job) {
+    const total = job && job.retries ? job.retries + 1 : null;
+    const attempt = run.attempt || 1;
+    if (attempt === 1 && !total) return null;
+    if (attempt === 1 && run.return_dts && run.return_success) return null;
+    return total ? `attempt ${attempt} of ${Math.max(total, attempt)}` : `attempt ${attempt}`;
   };
 
   JR.excludesInWords = function (job) {
