@@ -97,7 +97,9 @@ def schedule_field_errors(job):
         errors["cron_expression"] = "cron_expression may not be empty (null: none)"
     if "misfire_policy" in errors:
         return errors
-    interval_type = job.reschedule_interval_type
+    # An interval type without an interval means no interval (a null
+    # interval is how a job stops recurring).
+    interval_type = job.reschedule_interval_type if job.reschedule_interval is not None else None
     schedule = Schedule(
         interval=job.reschedule_interval,
         interval_type=getattr(interval_type, "value", interval_type),

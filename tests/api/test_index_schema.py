@@ -27,14 +27,18 @@ RESOURCES = {
          "script_content", "script_content_partial", "enqueue_is_enabled", "reschedule_interval",
          "reschedule_interval_type", "reschedule_excludes", "run_on_all_workers",
          "schedule_children_on_error", "notification_addresses", "disable_enqueue_after_fails",
-         "fail_times", "last_completed_schedule_id"},
+         "fail_times", "last_completed_schedule_id",
+         # schedules: cron, time zones, overlap, timeouts, retries, misfires
+         "cron_expression", "timezone", "concurrency_policy", "timeout", "retries", "retry_delay",
+         "misfire_policy", "first_run_at"},
         {"children", "script_content", "fail_times", "last_completed_schedule_id"},
     ),
     "run": (
         ["get", "post"], ["get", "patch"],
         {"job", "worker", "run_log", "schedule_id", "schedule_dts", "enqueue_dts", "start_dts",
-         "return_dts", "return_success", "pid", "is_manual", "schedule_children"},
-        {"run_log", "schedule_id", "is_manual"},
+         "return_dts", "return_success", "pid", "is_manual", "schedule_children", "attempt",
+         "timed_out"},
+        {"run_log", "schedule_id", "is_manual", "attempt"},
     ),
     "kill_request": (
         ["get", "post"], ["get", "patch"], {"run", "schedule_dts", "enqueue_dts", "execute_dts"},
