@@ -5,7 +5,7 @@ the signed REST API, so each state change happens at a moment the test knows.
 import os
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -451,6 +451,25 @@ def test_job_details_say_the_schedule_in_words_and_show_the_chain_and_chart(open
     expect(chain.locator("[aria-current]")).to_have_text("Send invoices")
     expect(chain.locator("a")).to_have_text(["Export ledger", "Archive invoices"])
     expect(page.locator("#job-details")).to_contain_text("not recurring")
+
+
+def test_job_page_shows_a_cron_schedule_its_next_times_attempts_and_timeouts(open_page, data):
+    job_id = data.job("Nightly vacuum", cron_expression="30 2 * * *", timezone="Europe/Amsterdam",
+                      retries=3, timeout=600)
+    data.run(job_id, attempt=1, return_dts=utcnow(), start_dts=utcnow(), enqueue_dts=utcnow(),
+             return_success=False, timed_out=True)
+    data.run(job_id, attempt=2, schedule_dts=utcnow() + timedelta(hours=1))
+    page = open_page("victor")
+    page.goto(f"/jobs/{job_id}")
+    details = page.locator("#job-details")
+    expect(details).to_contain_text("at 02:30 every day, Europe/Amsterdam")
+    expect(details).to_contain_text("timeout 600 s")
+    # Five next times from the preview, each at 02:30 in Amsterdam.
+    expect(details.locator("dd", has_text=re.compile(r"(\d\d:\d\d.*){5}"))).to_have_count(1)
+    runs = page.locator("#job-runs tbody")
+    expect(runs.locator(".timed-out-tag")).to_have_count(1)
+    expect(runs).to_contain_text("attempt 1 of 4")
+    expect(runs).to_contain_text("attempt 2 of 4")
 
 
 # --- looks --------------------------------------------------------------------------

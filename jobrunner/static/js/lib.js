@@ -341,7 +341,9 @@
     if (job.cron_expression) words = JR.cronInWords(job.cron_expression);
     else if (count && unit) words = count === 1 ? `every ${unit}` : `every ${count} ${unit}s`;
     else return nextIso ? `not recurring, next at ${JR.formatShort(nextIso, false)} ${JR.timezone}` : "not recurring";
-    words += `, ${job.timezone || JR.timezone}`;
+    // The zone the schedule is read in: the job's own, else the server's
+    // (which the next time names already).
+    if (job.timezone || !nextIso) words += `, ${job.timezone || JR.timezone}`;
     if (nextIso) words += `, next at ${JR.formatShort(nextIso, false)} ${JR.timezone}`;
     return words;
   };
