@@ -131,6 +131,8 @@ def progress(dbsession, run, worker, context=None, **values):
         setattr(run, name, value)
     if starting and context is not None:
         dbsession.flush()
+        # Two runs of the job starting at once make one next run.
+        lock_job(dbsession, run.job_id)
         next_run_at_start(dbsession, dbsession.get(Job, run.job_id), context, utcnow())
 
 
