@@ -293,7 +293,7 @@ def add_worker(context, args):
         worker_id = worker.id
     # The worker pings as often as the scheduler expects it to.
     text = worker_ini(base_url, api_key, secret, args.concurrent_jobs, args.title,
-                      ping_interval=context.settings.ping_interval)
+                      ping_interval=f"{context.settings.ping_interval:g}")
     if args.output:
         write_private_file(args.output, text)
         context.note(f"Worker {args.title!r} (id {worker_id}) added; its ini is {args.output}.")

@@ -85,3 +85,32 @@ def test_shared_queries_import_nothing_of_the_web():
     assert_imports_nothing_of(
         "jobrunner.queries", "jobrunner.api", "jobrunner.dashboard", "pyramid.view"
     )
+
+
+DOMAIN_MODULES = [
+    "jobrunner.scheduling.runs",
+    "jobrunner.scheduling.returns",
+    "jobrunner.scheduling.duties",
+    "jobrunner.scheduling.enqueueable",
+    "jobrunner.scheduling.schedule",
+    "jobrunner.scheduling.reschedule",
+    "jobrunner.scheduling.kills",
+    "jobrunner.jobs",
+    "jobrunner.values",
+    "jobrunner.domain_errors",
+]
+
+
+def test_the_domain_imports_nothing_of_the_web():
+    # The scheduling package's includeme and daemon (the loop, its CLI) are
+    # the web's and the process's edge; the rules themselves stay plain.
+    for module in DOMAIN_MODULES:
+        assert_imports_nothing_of(
+            module, "jobrunner.api", "jobrunner.dashboard", "pyramid.view", "pyramid.request"
+        )
+
+
+def test_signing_imports_nothing_but_the_standard_library():
+    imported = imported_modules(PACKAGE_ROOT / "signing.py")
+    assert imported and all(m.split(".")[0] in {"hashlib", "hmac", "re", "time", "secrets", "base64", "typing"}
+                            for m in imported), imported

@@ -189,7 +189,7 @@ class RecordingWriter:
 def test_the_reporter_sends_the_first_output_at_once_then_batches():
     import time
 
-    from jobrunner.worker.daemon import LiveLogReporter
+    from jobrunner.worker.run import LiveLogReporter
 
     buffer = LogBuffer(1000)
     writer = RecordingWriter()
@@ -217,7 +217,7 @@ def test_the_reporter_sends_the_first_output_at_once_then_batches():
 def test_the_reporter_stops_at_once_when_nothing_was_written():
     import time
 
-    from jobrunner.worker.daemon import LiveLogReporter
+    from jobrunner.worker.run import LiveLogReporter
 
     buffer = LogBuffer(1000)
     writer = RecordingWriter()
