@@ -138,6 +138,11 @@ def print_table(context, headers, rows):
         context.print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+def new_worker_credentials():
+    """A new (api_key, secret) pair for a worker."""
+    return secrets.token_hex(16), secrets.token_urlsafe(32)
+
+
 def worker_ini(base_url, api_key, secret, concurrent_jobs, title="", **options):
     """A worker's ini file ([jobrunner_worker], SPEC section 8)."""
     heading = f"# Job-Runner worker{' ' + repr(title) if title else ''}. This file holds the\n"
@@ -278,8 +283,7 @@ def add_worker(context, args):
         base_url = DEFAULT_BASE_URL
         context.note(f"jobrunner.base_url is not set; the worker ini says {base_url}: "
                      "change api_base_url if the worker runs elsewhere.")
-    api_key = secrets.token_hex(16)
-    secret = secrets.token_urlsafe(32)
+    api_key, secret = new_worker_credentials()
     with context.session(write=True) as session:
         pools = [_one(session, WorkerPool, WorkerPool.title, title, "worker pool")
                  for title in dict.fromkeys(args.pool)]

@@ -112,18 +112,21 @@ def _creates_cycle(dbsession, job_id, parent_id):
     return current is not None
 
 
-def _apply_job_values(request, job, values):
+def apply_job_values(request, job, values, template_permission=Permission.EDIT):
+    """Sets a job's fields and checks the job's rules. `template_permission`
+    is what the caller needs on the job's template: the API's EDIT, or the
+    admin pages' MANAGE, which a project's admin groups hold."""
     # The checks query the database: they must see the stored rows, not a
     # half-changed job flushed early (a duplicate title would be an
     # IntegrityError instead of a 400 naming the field).
     with request.dbsession.no_autoflush:
-        _apply_job_values_unflushed(request, job, values)
+        _apply_job_values_unflushed(request, job, values, template_permission)
 
 
-def _apply_job_values_unflushed(request, job, values):
+def _apply_job_values_unflushed(request, job, values, template_permission):
     template = job.job_template
     if "job_template" in values:
-        template = related(request, "job_template", JobTemplate, values.pop("job_template"), Permission.EDIT)
+        template = related(request, "job_template", JobTemplate, values.pop("job_template"), template_permission)
         job.job_template_id = template.id
         job.job_template = template
     if "worker_pool" in values:
@@ -144,11 +147,11 @@ def _apply_job_values_unflushed(request, job, values):
     job.script_content = job.render_script()
 
 
-def create_job(request, collection, values):
-    template = related(request, "job_template", JobTemplate, values["job_template"], Permission.EDIT)
+def create_job(request, collection, values, template_permission=Permission.EDIT):
+    template = related(request, "job_template", JobTemplate, values["job_template"], template_permission)
     job = Job(title=values["title"], job_template=template, fail_times=0)
     job.job_template_id = template.id
-    _apply_job_values(request, job, values)
+    apply_job_values(request, job, values, template_permission)
     request.dbsession.add(job)
     request.dbsession.flush()
     return job
@@ -167,7 +170,7 @@ def update_job(request, item, values):
         # A project admin PUTs back the job as read: the other fields are
         # unchanged, and their relations need not be checked (or reached).
         values = {name: value for name, value in values.items() if name == "enqueue_is_enabled"}
-    _apply_job_values(request, job, values)
+    apply_job_values(request, job, values)
     return job
 
 

@@ -21,6 +21,9 @@ class Permission(str, enum.Enum):
     TOGGLE_JOB = "toggle_job"
     # Any other write: workers on what reaches them, and admins.
     EDIT = "edit"
+    # The admin pages: a project's admin groups create, edit and delete the
+    # project's templates and jobs there (the API does not grant it).
+    MANAGE = "manage"
 
 
 ADMIN_PRINCIPAL = "role:admin"
@@ -75,7 +78,7 @@ def project_acl(dbsession, project_ids, view_only=False):
     )
     # UNION, not UNION ALL: each principal once per role, as DISTINCT gave.
     rows = dbsession.execute(union(viewers, admins, workers)).all()
-    admin_perms = Permission.VIEW if view_only else PROJECT_ADMIN_PERMISSIONS
+    admin_perms = Permission.VIEW if view_only else PROJECT_ADMIN_PERMISSIONS + (Permission.MANAGE,)
     worker_perms = Permission.VIEW if view_only else WORKER_PERMISSIONS
     acl += [(Allow, group_principal(name), Permission.VIEW) for role, name in rows if role == "viewer"]
     acl += [(Allow, group_principal(name), admin_perms) for role, name in rows if role == "admin"]
