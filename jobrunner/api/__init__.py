@@ -54,3 +54,4 @@ def _error(request, status, message):
 def includeme(config):
     config.add_tween("jobrunner.api.request_guard_tween_factory")
     config.scan(".views")
+    config.scan(".preview")

@@ -83,11 +83,7 @@ def _check_job(request, job, template):
                 errors["parent"] = "The parent must be a job of the same project."
             elif job.id is not None and _creates_cycle(dbsession, job.id, job.parent_id):
                 errors["parent"] = "This parent would make the job chain a cycle."
-    if job.reschedule_interval is not None:
-        if job.reschedule_interval <= 0:
-            errors["reschedule_interval"] = "The interval must be greater than zero."
-        elif job.reschedule_interval_type is None:
-            errors["reschedule_interval_type"] = "An interval needs an interval type."
+    errors.update(schedule_errors(job.reschedule_interval, job.reschedule_interval_type))
     if job.disable_enqueue_after_fails is not None and job.disable_enqueue_after_fails < 0:
         errors["disable_enqueue_after_fails"] = "May not be negative."
     duplicate = dbsession.scalar(
@@ -99,6 +95,16 @@ def _check_job(request, job, template):
         errors["title"] = "A job with this title exists in this template already."
     if errors:
         raise bad_request("Invalid fields.", errors)
+
+
+def schedule_errors(interval, interval_type):
+    """The rules of a job's interval (the schedule preview checks them too)."""
+    if interval is not None:
+        if interval <= 0:
+            return {"reschedule_interval": "The interval must be greater than zero."}
+        if interval_type is None:
+            return {"reschedule_interval_type": "An interval needs an interval type."}
+    return {}
 
 
 def _creates_cycle(dbsession, job_id, parent_id):
