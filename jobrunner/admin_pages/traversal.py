@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from ..api.resources import RESOURCE_TYPES
 from ..security.permissions import ADMIN_PRINCIPAL, Permission, project_acl
-from .reach import in_managed_projects, may_use_admin
+from .reach import in_managed_projects
 from .specs import RESOURCES
 
 MAX_ID_DIGITS = 18
@@ -32,7 +32,7 @@ class AdminRoot:
     def __acl__(self):
         acl = [(Allow, ADMIN_PRINCIPAL, ALL_PERMISSIONS)]
         principal = _user_principal(self.request)
-        if principal and may_use_admin(self.request):
+        if principal and self.request.may_use_admin:
             acl.append((Allow, principal, Permission.MANAGE))
         return acl + [DENY_ALL]
 
@@ -71,7 +71,11 @@ class AdminCollection:
         if not (key.isascii() and key.isdigit()) or len(key) > MAX_ID_DIGITS:
             raise KeyError(key)
         model = self.resource.model
-        obj = self.request.dbsession.scalar(self.query().where(model.id == int(key)))
+        # Who may not use the admin pages at all is refused by the ACL (a
+        # login form or a 403 page); a project admin asking for another
+        # project's object finds nothing, as if it did not exist.
+        query = self.query() if self.request.may_use_admin else select(model)
+        obj = self.request.dbsession.scalar(query.where(model.id == int(key)))
         if obj is None:
             raise KeyError(key)
         return AdminItem(self, obj)
