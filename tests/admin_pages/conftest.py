@@ -1,5 +1,6 @@
 """Fixtures of the admin page tests: the API tests' logged-in clients, and
 helpers that read and post the forms as a browser would."""
+import html
 import re
 
 import pytest
@@ -17,12 +18,22 @@ def post(client, path, fields, status=None):
     fields = list(fields.items()) if isinstance(fields, dict) else list(fields)
     if not any(name == "csrf_token" for name, _ in fields):
         fields.append(("csrf_token", client.csrf_token))
-    return client.testapp.post(path, fields, status=status, expect_errors=True)
+    res = client.testapp.post(path, fields, expect_errors=True)
+    if status is not None:
+        assert res.status_int == status, (res.status, res.text[:2000])
+    return res
+
+
+def get(client, path, status=200):
+    """GET as the client, checking the status (UserClient.get leaves it to the caller)."""
+    res = client.testapp.get(path, expect_errors=True)
+    assert res.status_int == status, (path, res.status, res.text[:2000])
+    return res
 
 
 def error_of(page, name):
     match = re.search(rf'<p class="field-error" id="error-{name}" role="alert">([^<]*)</p>', page.text)
-    return match.group(1) if match else None
+    return html.unescape(match.group(1)) if match else None
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ from jobrunner.models import Group, Project, User, Worker, WorkerPool
 from jobrunner.security.passwords import check_password
 from tests.api.conftest import SessionClient, new_testapp, quick_user
 
-from .conftest import error_of, form_fields, post
+from .conftest import get, error_of, form_fields, post
 
 
 def test_a_new_user_can_log_in_and_is_in_his_groups(admin, app, dbsession, world):
-    page = admin.get("/admin/user/new")
+    page = get(admin, "/admin/user/new")
     for name in ("username", "email", "password", "is_active", "is_admin", "groups"):
         assert f'name="{name}"' in page.text
     res = post(admin, "/admin/user/new", [
@@ -19,7 +19,7 @@ def test_a_new_user_can_log_in_and_is_in_his_groups(admin, app, dbsession, world
     assert carol.email == "carol@example.com" and carol.is_active and not carol.is_admin
     assert {g.id for g in carol.groups} == {world.viewers.id, world.admins.id}
     assert check_password(carol.password_hash, "pw-of-carol")
-    listing = admin.get("/admin/user/")
+    listing = get(admin, "/admin/user/")
     assert "Saved user &#39;carol&#39;." in listing.text or "Saved user 'carol'." in listing.text
     assert carol.password_hash not in listing.text
     SessionClient(new_testapp(app), "carol", password="pw-of-carol")
@@ -27,7 +27,7 @@ def test_a_new_user_can_log_in_and_is_in_his_groups(admin, app, dbsession, world
 
 def test_editing_a_user_without_a_password_keeps_it(admin, dbsession, factory):
     user = factory.user(password="old")
-    page = admin.get(f"/admin/user/{user.id}/edit")
+    page = get(admin, f"/admin/user/{user.id}/edit")
     fields = [(n, v) for n, v in form_fields(page) if n != "is_active"] + [("email", "new@example.com")]
     fields = [(n, v) for n, v in fields if not (n == "email" and v != "new@example.com")]
     post(admin, f"/admin/user/{user.id}/edit", fields, status=303)
@@ -71,7 +71,7 @@ def test_groups_are_created_renamed_and_deleted(admin, dbsession):
     assert dbsession.get(Group, group_id).name == "Ops"
     res = post(admin, "/admin/group/new", {"name": "Ops"}, status=400)
     assert error_of(res, "name") == "Another group has this name already."
-    confirm = admin.get(f"/admin/group/{group_id}/delete")
+    confirm = get(admin, f"/admin/group/{group_id}/delete")
     assert "confirm-delete" in confirm.text
     post(admin, f"/admin/group/{group_id}/delete", {}, status=303)
     dbsession.expire_all()
@@ -90,7 +90,7 @@ def test_a_project_gets_its_groups_pools_and_addresses(admin, dbsession, world):
     assert [g.id for g in project.auth_groups] == [world.admins.id]
     assert [p.id for p in project.worker_pools] == [world.pool.id]
     assert project.notification_addresses == "a@example.com\nb@example.com"
-    page = admin.get(f"/admin/project/{project.id}/edit")
+    page = get(admin, f"/admin/project/{project.id}/edit")
     assert page.forms["admin-form"]["notification_addresses"].value == "a@example.com\nb@example.com"
     # Unchecked: disabled, no groups.
     post(admin, f"/admin/project/{project.id}/edit", {"title": "Billing"}, status=303)
@@ -122,20 +122,20 @@ def test_a_pool_gets_its_workers(admin, dbsession, world, factory):
 
 
 def test_a_new_workers_secret_is_shown_once_with_its_ini(admin, dbsession):
-    page = admin.get("/admin/worker/new")
+    page = get(admin, "/admin/worker/new")
     assert 'name="ping_response_dts"' not in page.text and 'name="api_key"' not in page.text
     res = post(admin, "/admin/worker/new", {"title": "host-7", "concurrent_jobs": "2",
                                              "enqueue_is_enabled": "true"}, status=303)
     worker = dbsession.query(Worker).filter_by(title="host-7").one()
     assert res.location.endswith(f"/admin/worker/{worker.id}/edit")
-    shown = admin.get(res.location)
+    shown = get(admin, res.location)
     ini = shown.forms["admin-form"] and shown.html.select_one("#worker-ini").text
     assert f"api_key = {worker.api_key}" in ini and f"secret = {worker.secret}" in ini
     assert "api_base_url = http://jobrunner.example" in ini and "concurrent_jobs = 2" in ini
     assert shown.html.select_one("#download-ini")["download"] == "jobrunner-worker.ini"
-    again = admin.get(res.location)
+    again = get(admin, res.location)
     assert worker.secret not in again.text and "worker-credentials" not in again.text
-    assert worker.secret not in admin.get("/admin/worker/").text
+    assert worker.secret not in get(admin, "/admin/worker/").text
 
 
 def test_rotating_a_secret_shows_the_new_one_once(admin, dbsession, world):
@@ -144,9 +144,9 @@ def test_rotating_a_secret_shows_the_new_one_once(admin, dbsession, world):
     dbsession.expire_all()
     new = dbsession.get(Worker, world.worker.id).secret
     assert new != old
-    shown = admin.get(res.location)
+    shown = get(admin, res.location)
     assert new in shown.html.select_one("#worker-secret").text
-    assert new not in admin.get(res.location).text
+    assert new not in get(admin, res.location).text
 
 
 def test_a_worker_form_checks_the_apis_bounds(admin, dbsession, world):
