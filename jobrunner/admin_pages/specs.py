@@ -183,15 +183,15 @@ RESOURCES = {
         AdminResource(
             "job_template", JobTemplate, "Job template",
             lambda: api_nodes("job_template") + [addresses()],
-            [("Project", lambda t: t.project.title), ("Title", lambda t: t.title),
+            [("Title", lambda t: t.title), ("Project", lambda t: t.project.title),
              ("Enabled", lambda t: _yes(t.enqueue_is_enabled))],
             admin_only=False, choices={"project": _projects},
             order_by=(JobTemplate.project_id, JobTemplate.title),
         ),
         AdminResource(
             "job", Job, "Job", job_nodes,
-            [("Project", lambda j: j.job_template.project.title),
-             ("Template", lambda j: j.job_template.title), ("Title", lambda j: j.title),
+            [("Title", lambda j: j.title), ("Project", lambda j: j.job_template.project.title),
+             ("Template", lambda j: j.job_template.title),
              ("Pool", lambda j: j.worker_pool.title),
              ("Enabled", lambda j: _yes(j.enqueue_is_enabled))],
             admin_only=False,

@@ -119,7 +119,7 @@
       if (mine !== sequence) return; // an answer to an older query
       const zone = params.get("timezone") || document.body.dataset.timezone || "UTC";
       if (response.ok) {
-        show("ok", "The next runs (" + zone + "):", body.times, zone);
+        show("ok", "From now on, the schedule runs at (" + zone + "):", body.times, zone);
       } else {
         const errors = Object.entries(body.errors || {}).map(([name, message]) => name + ": " + message);
         show("error", errors.length ? errors.join(" · ") : body.error || "Invalid schedule.", []);
