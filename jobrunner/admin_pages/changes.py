@@ -19,7 +19,6 @@ from ..models import (
     Project,
     Run,
     RunLog,
-    User,
     Worker,
     WorkerPool,
 )

@@ -54,10 +54,12 @@ def project_nodes():
 
 
 def job_nodes():
-    return api_nodes("job") + [
-        field(DateTime(), "first_run_at", nullable=True, kind="first_run_at",
-              help_text="Local date and time of the first scheduled run, in the job's time zone."),
-    ]
+    nodes = api_nodes("job")
+    if "first_run_at" not in {node.name for node in nodes}:
+        nodes.append(field(DateTime(), "first_run_at", nullable=True, kind="first_run_at",
+                           help_text="Local date and time of the first scheduled run, "
+                                     "in the job's time zone."))
+    return nodes
 
 
 # --- choices for relations -----------------------------------------------------

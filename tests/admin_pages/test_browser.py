@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.dashboard.conftest import (  # noqa: F401
-    PHONE, REPO, artifacts_dir, browser, data, live, open_page, server,
+    PHONE, REPO, artifacts_dir, browser, live, open_page, server,
 )
 from tests.dashboard.live import TIMEZONE
 from tests.dashboard.test_browser import expect, no_horizontal_overflow, screenshot, wait_until
