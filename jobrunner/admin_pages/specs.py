@@ -10,6 +10,7 @@ from dataclasses import dataclass, field as dataclass_field
 from typing import Callable
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from ..api.fields import AddressList, Boolean, DateTime, Text, ToMany, field
 from ..api.resources import RESOURCE_TYPES
@@ -131,6 +132,8 @@ class AdminResource:
     admin_only: bool = True
     choices: dict = dataclass_field(default_factory=dict)
     order_by: tuple = ()
+    # What the list's columns read, loaded with the list (not a query a row).
+    list_loads: Callable = lambda: ()
 
     @property
     def plural(self):
@@ -153,6 +156,7 @@ RESOURCES = {
              ("Active", lambda u: _yes(u.is_active)), ("Admin", lambda u: _yes(u.is_admin)),
              ("Groups", lambda u: ", ".join(g.name for g in u.groups))],
             choices={"groups": _all(Group, Group.name)}, order_by=(User.username,),
+            list_loads=lambda: (selectinload(User.groups),),
         ),
         AdminResource(
             "group", Group, "Group", lambda: api_nodes("group"),
@@ -167,6 +171,8 @@ RESOURCES = {
             choices={"groups": _all(Group, Group.name), "auth_groups": _all(Group, Group.name),
                      "worker_pools": _all(WorkerPool, WorkerPool.title)},
             order_by=(Project.title,),
+            list_loads=lambda: (selectinload(Project.groups), selectinload(Project.auth_groups),
+                                selectinload(Project.worker_pools)),
         ),
         AdminResource(
             "worker_pool", WorkerPool, "Worker pool",
@@ -174,13 +180,14 @@ RESOURCES = {
             [("Title", lambda p: p.title), ("Enabled", lambda p: _yes(p.enqueue_is_enabled)),
              ("Workers", lambda p: ", ".join(w.title for w in p.workers))],
             choices={"workers": _all(Worker, Worker.title)}, order_by=(WorkerPool.title,),
+            list_loads=lambda: (selectinload(WorkerPool.workers),),
         ),
         AdminResource(
             "worker", Worker, "Worker", lambda: api_nodes("worker", skip=WORKER_STATE),
             [("Title", lambda w: w.title), ("API key", lambda w: w.api_key),
              ("Enabled", lambda w: _yes(w.enqueue_is_enabled)),
              ("Pools", lambda w: ", ".join(p.title for p in w.pools))],
-            order_by=(Worker.title,),
+            order_by=(Worker.title,), list_loads=lambda: (selectinload(Worker.pools),),
         ),
         AdminResource(
             "job_template", JobTemplate, "Job template",
@@ -189,6 +196,7 @@ RESOURCES = {
              ("Enabled", lambda t: _yes(t.enqueue_is_enabled))],
             admin_only=False, choices={"project": _projects},
             order_by=(JobTemplate.project_id, JobTemplate.title),
+            list_loads=lambda: (selectinload(JobTemplate.project),),
         ),
         AdminResource(
             "job", Job, "Job", job_nodes,
@@ -199,6 +207,8 @@ RESOURCES = {
             admin_only=False,
             choices={"job_template": _templates, "worker_pool": _pools, "parent": _parents},
             order_by=(Job.job_template_id, Job.title),
+            list_loads=lambda: (selectinload(Job.job_template).selectinload(JobTemplate.project),
+                                selectinload(Job.worker_pool)),
         ),
     )
 }

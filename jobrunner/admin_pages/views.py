@@ -62,7 +62,8 @@ def admin_index(context, request):
 
 @view_config(route_name="admin", context=AdminCollection, request_method="GET", permission=Permission.MANAGE)
 def object_list(context, request):
-    objects = request.dbsession.scalars(context.query()).all()
+    query = context.query().options(*context.resource.list_loads())
+    objects = request.dbsession.scalars(query).all()
     return page(request, "list.jinja2", resource=context.resource, objects=objects,
                 flashes=request.session.pop_flash("admin"))
 
