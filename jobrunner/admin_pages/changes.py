@@ -25,7 +25,7 @@ from ..models import (
 from ..scheduling import runs as run_rules
 from ..security.passwords import hash_password
 from ..security.permissions import Permission
-from .reach import managed_project_ids
+from .managed import managed_project_ids
 
 RELATED_MODELS = {"group": Group, "worker_pool": WorkerPool, "worker": Worker, "project": Project,
                   "job_template": JobTemplate, "job": Job}

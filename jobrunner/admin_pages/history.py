@@ -6,13 +6,13 @@ million runs as in one of a thousand.
 """
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 from pyramid.view import view_config
 from sqlalchemy import and_, or_, select
 
-from ..dashboard.views import frame, not_found_page, object_in_reach
-from ..models import Job, Run, Worker, utcnow
+from ..contexts import Missing, ObjectContext
+from ..dashboard.views import frame, not_found_page
+from ..models import Run, Worker, utcnow
 from ..security.permissions import Permission
 
 PAGE_SIZE = 50
@@ -146,13 +146,16 @@ def format_duration(duration):
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
 
 
-@view_config(route_name="job_runs", request_method="GET", permission=Permission.VIEW,
-             renderer="jobrunner:admin_pages/templates/history.jinja2")
-def job_runs(request):
-    job = object_in_reach(request, "job", Job)
-    if job is None:
-        return not_found_page(request)
-    tz = ZoneInfo(request.registry.settings.get("jobrunner.timezone") or "UTC")
+@view_config(route_name="job_runs", context=Missing, request_method="GET", permission=Permission.VIEW)
+def missing_job(request):
+    return not_found_page(request)
+
+
+@view_config(route_name="job_runs", context=ObjectContext, request_method="GET",
+             permission=Permission.VIEW, renderer="jobrunner:admin_pages/templates/history.jinja2")
+def job_runs(context, request):
+    job = context.obj
+    tz = request.registry.jobrunner_settings.tz
     error = None
     try:
         filters = parse_filters(request.GET)

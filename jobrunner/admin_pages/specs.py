@@ -16,7 +16,7 @@ from ..api.fields import AddressList, Boolean, DateTime, Text, ToMany, field
 from ..api.resources import RESOURCE_TYPES
 from ..models import Group, Job, JobTemplate, Project, User, Worker, WorkerPool
 from ..models.tables import project_worker_pools
-from .reach import in_managed_projects, managed_projects
+from .managed import in_managed_projects, managed_projects
 
 # Runtime state a worker reports itself; no person types it.
 WORKER_STATE = ("ping_response_dts", "worker_version")

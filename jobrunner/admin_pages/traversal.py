@@ -7,11 +7,10 @@ from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow
 from sqlalchemy import select
 
 from ..api.resources import RESOURCE_TYPES
-from ..security.permissions import ADMIN_PRINCIPAL, Permission, project_acl
-from .reach import in_managed_projects
+from ..root import object_id
+from ..security.permissions import ADMIN_PRINCIPAL, Permission
+from .managed import in_managed_projects
 from .specs import RESOURCES
-
-MAX_ID_DIGITS = 18
 
 
 def _user_principal(request):
@@ -68,14 +67,15 @@ class AdminCollection:
         return query
 
     def __getitem__(self, key):
-        if not (key.isascii() and key.isdigit()) or len(key) > MAX_ID_DIGITS:
+        id_ = object_id(key)
+        if id_ is None:
             raise KeyError(key)
         model = self.resource.model
         # Who may not use the admin pages at all is refused by the ACL (a
         # login form or a 403 page); a project admin asking for another
         # project's object finds nothing, as if it did not exist.
         query = self.query() if self.request.may_use_admin else select(model)
-        obj = self.request.dbsession.scalar(query.where(model.id == int(key)))
+        obj = self.request.dbsession.scalar(query.where(model.id == id_))
         if obj is None:
             raise KeyError(key)
         return AdminItem(self, obj)
@@ -94,9 +94,6 @@ class AdminItem:
     @property
     def __acl__(self):
         if self.resource.admin_only:
-            acl = [(Allow, ADMIN_PRINCIPAL, ALL_PERMISSIONS)]
-        else:
-            resource_type = RESOURCE_TYPES[self.resource.name]
-            project_ids = resource_type.project_ids(self.request.dbsession, self.obj)
-            acl = project_acl(self.request.dbsession, project_ids)
-        return list(acl) + [DENY_ALL]
+            return [(Allow, ADMIN_PRINCIPAL, ALL_PERMISSIONS), DENY_ALL]
+        # The reach's ACL (ending in DENY_ALL) gives the admin groups MANAGE.
+        return RESOURCE_TYPES[self.resource.name].reach.acl(self.request.dbsession, self.obj)

@@ -5,11 +5,13 @@ from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.renderers import render_to_response
 from pyramid.view import view_config
 
-from ..admin import DEFAULT_BASE_URL, worker_ini
+from ..admin import new_worker_ini
 from ..api.errors import APIError
+from ..domain_errors import DomainError
 from ..dashboard.views import frame
 from ..security.permissions import Permission
 from . import changes
+from .errors import status_of
 from .forms import Form
 from .specs import RESOURCES
 from .traversal import AdminCollection, AdminItem, AdminRoot
@@ -19,7 +21,7 @@ CREDENTIALS_KEY = "admin.worker_credentials"
 
 
 def settings_zone(request):
-    return ZoneInfo(request.registry.settings.get("jobrunner.timezone") or "UTC")
+    return request.registry.jobrunner_settings.tz
 
 
 def job_zone(request, form):
@@ -104,9 +106,9 @@ def submit(context, request, obj):
     try:
         values = form.validated(job_zone(request, form) if resource.name == "job" else None)
         saved, secret = changes.save(request, resource, obj, values)
-    except APIError as exc:
+    except (APIError, DomainError) as exc:
         savepoint.rollback()
-        if exc.status != 400:
+        if status_of(exc) != 400:
             raise
         form.errors = exc.errors
         form.message = exc.message
@@ -151,8 +153,8 @@ def delete(context, request):
     title = resource.title_of(obj)
     try:
         changes.remove(request, resource, obj)
-    except APIError as exc:
-        if exc.status != 409:
+    except (APIError, DomainError) as exc:
+        if status_of(exc) != 409:
             raise
         return page(request, "delete.jinja2", status=409, resource=resource, obj=obj, reason=exc.message)
     request.session.flash(f"Deleted {resource.label.lower()} {title!r}.", "admin")
@@ -178,5 +180,6 @@ def rotate_secret(context, request):
 
 
 def ini_for(request, worker, secret):
-    base_url = request.registry.settings.get("jobrunner.base_url") or DEFAULT_BASE_URL
-    return worker_ini(base_url, worker.api_key, secret, worker.concurrent_jobs, worker.title)
+    """The worker's ini, as `jobrunner-admin add-worker` writes it."""
+    return new_worker_ini(request.registry.jobrunner_settings, worker.api_key, secret,
+                          worker.concurrent_jobs, worker.title)

@@ -7,6 +7,7 @@ from pyramid.security import NO_PERMISSION_REQUIRED, forget, remember
 from pyramid.view import view_config
 from sqlalchemy import select
 
+from ..errors import json_error
 from ..models import User
 from .passwords import check_password
 
@@ -37,7 +38,7 @@ def login(request):
             if not isinstance(data, dict):
                 raise ValueError
         except ValueError:
-            return _json_error(request, 400, "Malformed JSON body.")
+            return json_error(request, 400, "Malformed JSON body.")
     else:
         data = request.POST
     username = str(data.get("username") or "")
@@ -50,7 +51,7 @@ def login(request):
     if not (valid and user.is_active):
         message = "Wrong username or password."
         if wants_json:
-            return _json_error(request, 400, message)
+            return json_error(request, 400, message)
         from pyramid.renderers import render_to_response
 
         response = render_to_response(
@@ -77,11 +78,3 @@ def logout(request):
     headers = forget(request)
     request.session.invalidate()
     return HTTPSeeOther(location=request.route_path("login"), headers=headers)
-
-
-def _json_error(request, status, message):
-    response = request.response
-    response.status = status
-    response.content_type = "application/json"
-    response.json_body = {"error": message, "errors": {}}
-    return response

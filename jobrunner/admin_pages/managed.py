@@ -2,25 +2,19 @@
 
 Administrators (`is_admin`) manage everything. The members of a project's
 admin groups (`auth_groups`) manage that project's job templates and jobs,
-and nothing else.
+and nothing else. Which projects those are is reach's to say
+(jobrunner.security.reach.managed_project_ids); these are its answers for a
+request.
 """
 from sqlalchemy import select
 
 from ..models import Job, JobTemplate, Project
-from ..models.tables import project_auth_groups, user_groups
+from ..security.reach import managed_project_ids as managed_ids_of
 
 
 def managed_project_ids(request):
     """A SELECT of the ids of the projects the caller manages; None: all."""
-    identity = request.identity
-    if identity is None or identity.user is None:
-        return select(Project.id).where(Project.id.is_(None))
-    if identity.is_admin:
-        return None
-    group_ids = select(user_groups.c.group_id).where(user_groups.c.user_id == identity.user.id)
-    return select(project_auth_groups.c.project_id).where(
-        project_auth_groups.c.group_id.in_(group_ids)
-    )
+    return managed_ids_of(request.identity)
 
 
 def may_use_admin(request):
@@ -55,7 +49,7 @@ def in_managed_projects(request, query, model):
 
 def may_edit_job(request, job):
     """Whether the caller may open the job's admin form ("Edit" on its page)."""
-    if not may_use_admin(request):
+    if not request.may_use_admin:
         return False
     ids = managed_project_ids(request)
     if ids is None:
