@@ -597,7 +597,7 @@ def measure_api(stack, scene, sizes, workdir, result):
         bare.wait(timeout=10)
 
 
-HISTORY_QUERIES = ("scheduled", "enqueueable", "job_last_100", "overview")
+HISTORY_QUERIES = ("scheduled", "enqueueable", "job_last_100", "overview", "job_history")
 
 
 def measure_history(stack, scene, sizes, result):
@@ -618,6 +618,8 @@ def measure_history(stack, scene, sizes, result):
                                f"/api/v1/run/?job={job_id}&order_by=-schedule_dts&limit=100"),
         "overview": ["GET", "/dashboard/overview.json", "", {"Cookie": cookie,
                                                              "Accept": "application/json"}],
+        # The first page of the job's whole history (/jobs/<id>/runs).
+        "job_history": ["GET", f"/jobs/{job_id}/runs", "", {"Cookie": cookie}],
     }
     loaded = 0
     client = Client(stack.port)

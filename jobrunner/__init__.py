@@ -20,4 +20,5 @@ def main(global_config, **settings):
         config.include(".api")
         config.include(".scheduling")
         config.include(".dashboard")
+        config.include(".admin_pages")
     return config.make_wsgi_app()

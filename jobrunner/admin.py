@@ -139,6 +139,11 @@ def print_table(context, headers, rows):
         context.print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+def new_worker_credentials():
+    """A new (api_key, secret) pair for a worker."""
+    return secrets.token_hex(16), secrets.token_urlsafe(32)
+
+
 def worker_ini(base_url, api_key, secret, concurrent_jobs, title="", **options):
     """A worker's ini file: its [jobrunner_worker] section with the server's
     address, the worker's key and secret, and further options."""
@@ -153,6 +158,13 @@ def worker_ini(base_url, api_key, secret, concurrent_jobs, title="", **options):
         f"secret = {secret}\n"
         + "".join(f"{name} = {value}\n" for name, value in options.items())
     )
+
+
+def new_worker_ini(settings, api_key, secret, concurrent_jobs, title=""):
+    """The ini a new worker gets (the CLI's add-worker, the admin pages): the
+    server's base URL, and a ping as often as the scheduler expects one."""
+    return worker_ini(settings.base_url or DEFAULT_BASE_URL, api_key, secret, concurrent_jobs, title,
+                      ping_interval=f"{settings.ping_interval:g}")
 
 
 def write_private_file(path, text):
@@ -275,13 +287,10 @@ def add_group(context, args):
 def add_worker(context, args):
     from .models import Worker, WorkerPool
 
-    base_url = context.base_url
-    if not base_url:
-        base_url = DEFAULT_BASE_URL
-        context.note(f"jobrunner.base_url is not set; the worker ini says {base_url}: "
+    if not context.base_url:
+        context.note(f"jobrunner.base_url is not set; the worker ini says {DEFAULT_BASE_URL}: "
                      "change api_base_url if the worker runs elsewhere.")
-    api_key = secrets.token_hex(16)
-    secret = secrets.token_urlsafe(32)
+    api_key, secret = new_worker_credentials()
     with context.session(write=True) as session:
         pools = [_one(session, WorkerPool, WorkerPool.title, title, "worker pool")
                  for title in dict.fromkeys(args.pool)]
@@ -291,9 +300,7 @@ def add_worker(context, args):
         session.add(worker)
         session.flush()
         worker_id = worker.id
-    # The worker pings as often as the scheduler expects it to.
-    text = worker_ini(base_url, api_key, secret, args.concurrent_jobs, args.title,
-                      ping_interval=f"{context.settings.ping_interval:g}")
+    text = new_worker_ini(context.settings, api_key, secret, args.concurrent_jobs, args.title)
     if args.output:
         write_private_file(args.output, text)
         context.note(f"Worker {args.title!r} (id {worker_id}) added; its ini is {args.output}.")

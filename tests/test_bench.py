@@ -24,6 +24,7 @@ ROWS = (
     "3. enqueueable",
     "3. job_last_100",
     "3. overview",
+    "3. job_history",
     "server peak RSS",
     "worker peak RSS",
 )

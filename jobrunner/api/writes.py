@@ -38,14 +38,17 @@ def caller_worker(request):
 # --- job ---------------------------------------------------------------------
 
 
-def _apply_job_values(request, job, values):
+def apply_job_values(request, job, values, template_permission=Permission.EDIT):
+    """Sets a job's fields and checks the job's rules. `template_permission`
+    is what the caller needs on the job's template: the API's EDIT, or the
+    admin pages' MANAGE, which a project's admin groups hold."""
     # The rules query the database: they must see the stored rows, not a
     # half-changed job flushed early (a duplicate title would be an
     # IntegrityError instead of a 400 naming the field).
     with request.dbsession.no_autoflush:
         if "job_template" in values:
             job.job_template = related(
-                request, "job_template", JobTemplate, values.pop("job_template"), Permission.EDIT)
+                request, "job_template", JobTemplate, values.pop("job_template"), template_permission)
         if "worker_pool" in values:
             job.worker_pool = related(request, "worker_pool", WorkerPool, values.pop("worker_pool"))
         if "parent" in values:
@@ -63,18 +66,18 @@ def _apply_job_values(request, job, values):
         job.script_content = job.render_script()
 
 
-def create_job(request, collection, values):
-    template = related(request, "job_template", JobTemplate, values["job_template"], Permission.EDIT)
+def create_job(request, collection, values, template_permission=Permission.EDIT):
+    template = related(request, "job_template", JobTemplate, values["job_template"], template_permission)
     job = Job(title=values["title"], job_template=template, fail_times=0)
     first_run_at = values.pop("first_run_at", None)
-    _apply_job_values(request, job, values)
+    apply_job_values(request, job, values, template_permission)
     request.dbsession.add(job)
     request.dbsession.flush()
-    _first_run(request, job, first_run_at)
+    first_run(request, job, first_run_at)
     return job
 
 
-def _first_run(request, job, first_run_at):
+def first_run(request, job, first_run_at):
     request.dbsession.flush()
     ensure_first_run(request.dbsession, job, request.registry.jobrunner_settings.tz,
                      first_run_at=first_run_at)
@@ -94,8 +97,8 @@ def update_job(request, item, values):
         # unchanged, and their relations need not be checked (or reached).
         values = {name: value for name, value in values.items() if name == "enqueue_is_enabled"}
     first_run_at = values.pop("first_run_at", None)
-    _apply_job_values(request, job, values)
-    _first_run(request, job, first_run_at)
+    apply_job_values(request, job, values)
+    first_run(request, job, first_run_at)
     return job
 
 

@@ -30,12 +30,24 @@ OVERLAPPING_POLICIES = ("allow", "replace")
 
 
 def ensure_first_run(dbsession, job, default_timezone, first_run_at=None, now=None):
-    """Gives a job that has a schedule and no pending run its first run.
+    """Gives a job that has a schedule and no pending run its first run;
+    with ``first_run_at``, any job gets (or has moved) its next run there.
 
     Returns the run made, or None. Raises InvalidFields when no time
     escapes the job's excludes."""
     schedule = Schedule.of_job(job)
-    if not schedule.is_recurring:
+    if first_run_at is not None:
+        # A time given by a person moves the job's waiting recurring run
+        # there (an admin form saved again with a new "first run at").
+        waiting = dbsession.scalar(
+            select(Run).where(Run.job_id == job.id, Run.is_manual.is_(False),
+                              Run.enqueue_dts.is_(None), Run.return_dts.is_(None))
+            .order_by(Run.schedule_dts, Run.id).limit(1)
+        )
+        if waiting is not None:
+            waiting.schedule_dts = first_run_at
+            return waiting
+    if not schedule.is_recurring and first_run_at is None:
         return None
     now = now or utcnow()
     if has_pending_run(dbsession, job.id):

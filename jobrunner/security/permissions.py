@@ -11,6 +11,9 @@ class Permission(str, enum.Enum):
     TOGGLE_JOB = "toggle_job"
     # Any other write: workers on what reaches them, and admins.
     EDIT = "edit"
+    # The admin pages: a project's admin groups create, edit and delete the
+    # project's templates and jobs there (the API does not grant it).
+    MANAGE = "manage"
 
 
 ADMIN_PRINCIPAL = "role:admin"

@@ -15,7 +15,7 @@ traversal tree can let a caller through.
 from dataclasses import dataclass
 
 from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow, Authenticated
-from sqlalchemy import Select, literal_column, select, union
+from sqlalchemy import Select, false, literal_column, select, union
 
 from ..models import Group, Job, JobTemplate, KillRequest, Project, Run, RunLog, Worker, WorkerPool
 from ..models.tables import (
@@ -90,6 +90,17 @@ def reached_project_ids(identity):
     return union(_projects_reached(VIEWER, group_ids), _projects_reached(ADMIN, group_ids))
 
 
+def managed_project_ids(identity):
+    """A SELECT of the ids of the projects the caller administers (through
+    its admin groups); None means all (an application admin)."""
+    if identity is not None and identity.is_admin:
+        return None
+    if identity is None or identity.user is None:
+        return select(Project.id).where(false())
+    group_ids = select(user_groups.c.group_id).where(user_groups.c.user_id == identity.user.id)
+    return _projects_reached(ADMIN, group_ids)
+
+
 def project_acl(dbsession, project_ids, view_only=False, ways=WAYS):
     """The ACL that reaching the projects gives (without the final DENY_ALL).
 
@@ -115,7 +126,8 @@ def project_acl(dbsession, project_ids, view_only=False, ways=WAYS):
     rows = dbsession.execute(union(*members)).all()
     permissions = {
         VIEWER.role: Permission.VIEW,
-        ADMIN.role: Permission.VIEW if view_only else PROJECT_ADMIN_PERMISSIONS,
+        # MANAGE: the admin pages only; the API never asks for it.
+        ADMIN.role: Permission.VIEW if view_only else PROJECT_ADMIN_PERMISSIONS + (Permission.MANAGE,),
         WORKER_OF_POOL.role: Permission.VIEW if view_only else WORKER_PERMISSIONS,
     }
     for way in ways:
