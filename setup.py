@@ -18,6 +18,7 @@ requires = [
     "requests",
     "PyYAML",
     "tzdata",
+    "prometheus_client",
 ]
 
 setup(

@@ -5,6 +5,7 @@ of the data model, then change the objects.
 """
 from sqlalchemy import select
 
+from .. import audit
 from ..models import (
     Job,
     JobTemplate,
@@ -197,7 +198,7 @@ def create_run(request, collection, values):
         if job.worker_pool not in worker.pools:
             raise bad_request("Invalid fields.", {"worker": "The worker is not in the job's pool."})
     schedule_dts = values.get("schedule_dts") or utcnow()
-    return run_rules.create_run(
+    run = run_rules.create_run(
         request.dbsession,
         job,
         schedule_dts,
@@ -205,6 +206,8 @@ def create_run(request, collection, values):
         schedule_children=values.get("schedule_children", True),
         worker_id=worker_id,
     )
+    audit.record_schedule(request.dbsession, run)
+    return run
 
 
 def update_run(request, item, values):
@@ -297,6 +300,7 @@ def create_kill_request(request, collection, values):
     kill_request = KillRequest(run_id=run.id, schedule_dts=utcnow())
     request.dbsession.add(kill_request)
     request.dbsession.flush()
+    audit.record_kill(request.dbsession, run)
     return kill_request
 
 

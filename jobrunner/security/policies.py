@@ -8,6 +8,7 @@ from pyramid.authentication import SessionAuthenticationHelper
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from sqlalchemy import select
 
+from ..audit import actor_of_user, set_actor
 from ..models import User, Worker
 from .permissions import ADMIN_PRINCIPAL, group_principal, worker_principal
 
@@ -141,6 +142,10 @@ class JobRunnerSecurityPolicy:
             identity = self.hmac.identity(request)
         else:
             identity = self.session.identity(request)
+            if identity is not None:
+                # What this user changes in this request is audited as his;
+                # a worker's traffic never is.
+                set_actor(request.dbsession, actor_of_user(identity.user))
         request.__dict__[IDENTITY_KEY] = identity
         return identity
 
