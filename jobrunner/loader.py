@@ -44,6 +44,7 @@ from .models import (
     begin_write,
 )
 from .scheduling.runs import create_run
+from .scheduling.webhooks import parse_urls
 from .security.passwords import check_password, hash_password
 
 SECTIONS = ("groups", "users", "workers", "worker_pools", "projects", "job_templates", "jobs")
@@ -204,6 +205,12 @@ def _addresses(value):
         if any(char.isspace() for char in address.strip()):
             raise ValueError(f"{address!r} is not one address")
     return [address.strip() for address in addresses]
+
+
+def _webhook_urls(value):
+    if value is not None and not isinstance(value, list):
+        raise ValueError(f"must be a list, not {_describe(value)}")
+    return parse_urls(value or [])
 
 
 def _time_of_day(value):
@@ -386,8 +393,9 @@ class _Load:
             self.changes.append(Change(kind, name, "updated", tuple(changed)))
 
     def set_addresses(self, values):
-        if "notification_addresses" in values:
-            values["notification_addresses"] = "\n".join(values["notification_addresses"])
+        for name in ("notification_addresses", "webhook_urls"):
+            if name in values:
+                values[name] = "\n".join(values[name])
 
     def groups(self, entry, names, field):
         return [self.one(entry, field, Group, Group.name, name, "group") for name in names]
@@ -467,6 +475,7 @@ class _Load:
             "description": _text(),
             "workers": _string_list(),
             "notification_addresses": _addresses,
+            "webhook_urls": _webhook_urls,
             "enqueue_is_enabled": _boolean,
         }
         for entry, raw in self.entries(data, "worker_pools", ("title",)):
@@ -496,6 +505,7 @@ class _Load:
             "auth_groups": _string_list(),
             "worker_pools": _string_list(),
             "notification_addresses": _addresses,
+            "webhook_urls": _webhook_urls,
             "enqueue_is_enabled": _boolean,
         }
         self.project_entries = {}
@@ -543,6 +553,7 @@ class _Load:
             "description": _text(),
             "body": _text(),
             "notification_addresses": _addresses,
+            "webhook_urls": _webhook_urls,
             "enqueue_is_enabled": _boolean,
         }
         for entry, raw in self.entries(data, "job_templates", ("project", "title")):
@@ -594,8 +605,10 @@ class _Load:
             "reschedule_interval_type": _interval_type,
             "reschedule_excludes": _excludes,
             "notification_addresses": _addresses,
+            "webhook_urls": _webhook_urls,
             "run_on_all_workers": _boolean,
             "schedule_children_on_error": _boolean,
+            "webhook_on_success": _boolean,
             "disable_enqueue_after_fails": _integer(0, nullable=True),
             "schedule_dts": lambda value: self.to_datetime(value, nullable=True),
         }
@@ -841,6 +854,7 @@ def dump(dbsession):
             {"title": pool.title, "description": pool.description,
              "workers": sorted(worker.api_key for worker in pool.workers),
              "notification_addresses": _address_list(pool.notification_addresses),
+             "webhook_urls": _address_list(pool.webhook_urls),
              "enqueue_is_enabled": pool.enqueue_is_enabled}
             for pool in pools
         ],
@@ -849,6 +863,7 @@ def dump(dbsession):
              "groups": names(project.groups), "auth_groups": names(project.auth_groups),
              "worker_pools": sorted(pool.title for pool in project.worker_pools),
              "notification_addresses": _address_list(project.notification_addresses),
+             "webhook_urls": _address_list(project.webhook_urls),
              "enqueue_is_enabled": project.enqueue_is_enabled}
             for project in projects
         ],
@@ -856,6 +871,7 @@ def dump(dbsession):
             {"project": project_title, "title": template.title,
              "description": template.description, "body": template.body,
              "notification_addresses": _address_list(template.notification_addresses),
+             "webhook_urls": _address_list(template.webhook_urls),
              "enqueue_is_enabled": template.enqueue_is_enabled}
             for template, project_title in templates
         ],
@@ -884,6 +900,8 @@ def _dump_job(job, template_title, project_title, schedule_dts):
             for exclude in job.reschedule_excludes
         ],
         "notification_addresses": _address_list(job.notification_addresses),
+        "webhook_urls": _address_list(job.webhook_urls),
+        "webhook_on_success": job.webhook_on_success,
         "run_on_all_workers": job.run_on_all_workers,
         "schedule_children_on_error": job.schedule_children_on_error,
         "disable_enqueue_after_fails": job.disable_enqueue_after_fails,

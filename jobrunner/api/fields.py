@@ -191,6 +191,28 @@ class AddressList(NullableType):
         return addresses
 
 
+class URLList(NullableType):
+    """Webhook URLs (http or https): a JSON list, or one URL per line."""
+
+    name = "list"
+
+    def convert(self, node, value):
+        from ..scheduling.webhooks import parse_urls
+
+        return parse_urls(value)
+
+
+class JSONValue(NullableType):
+    """A JSON object, shown as it is stored (read-only fields only)."""
+
+    name = "dict"
+
+    def convert(self, node, value):
+        if not isinstance(value, dict):
+            raise ValueError("Expected a JSON object.")
+        return value
+
+
 class ExcludeList(NullableType):
     name = "list"
 

@@ -1,10 +1,11 @@
 """The REST resources of SPEC section 3: fields, filters, reach."""
 import colander
 from pyramid.authorization import ALL_PERMISSIONS, Allow
-from sqlalchemy import select
+from sqlalchemy import false, select
 from sqlalchemy.orm import selectinload
 
 from ..models import (
+    AuditEvent,
     Group,
     IntervalType,
     Job,
@@ -40,6 +41,8 @@ from .fields import (
     Text,
     ToMany,
     ToOne,
+    JSONValue,
+    URLList,
     field,
 )
 
@@ -64,11 +67,20 @@ def visible_project_ids(identity):
     return (
         select(project_groups.c.project_id)
         .where(project_groups.c.group_id.in_(group_ids))
-        .union(
-            select(project_auth_groups.c.project_id).where(
-                project_auth_groups.c.group_id.in_(group_ids)
-            )
-        )
+        .union(administered_project_ids(identity))
+    )
+
+
+def administered_project_ids(identity):
+    """A SELECT of the ids of the projects a user administers (his groups
+    among their auth_groups); None means all (an admin)."""
+    if identity.is_admin:
+        return None
+    if identity.user is None:
+        return select(project_auth_groups.c.project_id).where(false())
+    group_ids = select(user_groups.c.group_id).where(user_groups.c.user_id == identity.user.id)
+    return select(project_auth_groups.c.project_id).where(
+        project_auth_groups.c.group_id.in_(group_ids)
     )
 
 
@@ -179,6 +191,8 @@ class ProjectResource(ResourceType):
             field(ToMany("worker_pool"), "worker_pools", kind="to_many"),
             field(ToMany("group"), "auth_groups", kind="to_many",
                   help_text="Groups whose members administer the project."),
+            field(URLList(), "webhook_urls", kind="addresses",
+                  help_text="URLs that get a POST for each event that sends mail."),
         ]
 
     def in_projects(self, project_ids):
@@ -203,6 +217,8 @@ class WorkerPoolResource(ResourceType):
             field(Text(), "description"),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(ToMany("worker"), "workers", kind="to_many"),
+            field(URLList(), "webhook_urls", kind="addresses",
+                  help_text="URLs that get a POST for each event that sends mail."),
         ]
 
     def in_projects(self, project_ids):
@@ -293,6 +309,8 @@ class JobTemplateResource(ResourceType):
             field(Text(), "body", help_text="The script; {{ content }} marks where a job's script goes."),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(ToOne("project"), "project", required=True, attr="project_id", kind="to_one"),
+            field(URLList(), "webhook_urls", kind="addresses",
+                  help_text="URLs that get a POST for each event that sends mail."),
         ]
 
     def in_projects(self, project_ids):
@@ -337,6 +355,10 @@ class JobResource(ResourceType):
             field(Boolean(), "run_on_all_workers", default=False),
             field(Boolean(), "schedule_children_on_error", default=False),
             field(AddressList(), "notification_addresses", kind="addresses"),
+            field(URLList(), "webhook_urls", kind="addresses",
+                  help_text="URLs that get a POST for each event that sends mail."),
+            field(Boolean(), "webhook_on_success", default=False,
+                  help_text="Also POST to the webhooks when a run succeeds."),
             field(Integer(), "disable_enqueue_after_fails", nullable=True),
             field(Integer(), "fail_times", readonly=True, default=0),
             field(Integer(), "last_completed_schedule_id", readonly=True, nullable=True),
@@ -450,6 +472,54 @@ class RunLogResource(KillRequestResource):
         )
 
 
+class AuditEventResource(ResourceType):
+    """The audit log, read-only: admins see every event, project admins the
+    events of their projects' objects, nobody else any."""
+
+    name = "audit_event"
+    model = AuditEvent
+    filtering = ("id", "dts", "actor", "action", "object_type", "object_id")
+    ordering = ("id", "dts")
+
+    def fields(self):
+        return [
+            field(DateTime(), "dts", readonly=True, help_text="When it happened."),
+            field(Text(255), "actor", readonly=True,
+                  help_text="user:<username>, or cli:<os user> for jobrunner-admin."),
+            field(Text(32), "action", readonly=True,
+                  help_text="create, update, delete, schedule, kill, login or login_failed."),
+            field(Text(64), "object_type", readonly=True,
+                  help_text="The resource name of the object (user, job, run, ...)."),
+            field(Integer(), "object_id", readonly=True, nullable=True),
+            field(Integer(), "project_id", readonly=True, nullable=True,
+                  help_text="The object's project when the event happened, if it has one."),
+            field(JSONValue(), "changes", readonly=True,
+                  help_text="{field: [old, new]}; passwords and secrets only as [redacted]."),
+        ]
+
+    def narrow(self, query, identity):
+        project_ids = administered_project_ids(identity)
+        if project_ids is None:
+            return query
+        return query.where(AuditEvent.project_id.in_(project_ids))
+
+    def acl(self, dbsession, obj):
+        # Derived from the project's ACL: the groups that get more than VIEW
+        # there are its admin groups.
+        acl = [(Allow, ADMIN_PRINCIPAL, ALL_PERMISSIONS)]
+        if obj.project_id is None:
+            return acl
+        return acl + [
+            (Allow, principal, Permission.VIEW)
+            for _, principal, permissions in project_acl(dbsession, [obj.project_id])
+            if principal.startswith("group:") and Permission.SCHEDULE_RUN in _as_tuple(permissions)
+        ]
+
+
+def _as_tuple(permissions):
+    return permissions if isinstance(permissions, tuple) else (permissions,)
+
+
 RESOURCE_TYPES = {
     rt.name: rt
     for rt in (
@@ -462,6 +532,7 @@ RESOURCE_TYPES = {
         RunResource(),
         KillRequestResource(),
         RunLogResource(),
+        AuditEventResource(),
     )
 }
 

@@ -46,8 +46,9 @@ def caller_worker(request):
 
 
 def _set_addresses(obj, values):
-    if "notification_addresses" in values:
-        obj.notification_addresses = "\n".join(values.pop("notification_addresses"))
+    for name in ("notification_addresses", "webhook_urls"):
+        if name in values:
+            setattr(obj, name, "\n".join(values.pop(name)))
 
 
 def _changed(values, obj, names):

@@ -37,7 +37,7 @@ from ..models import (
     utcnow,
 )
 from ..models.tables import worker_pool_workers
-from . import mail
+from . import mail, notify
 from .returns import process_return
 from .runs import RunConflict, append_log, create_run, mark_returned
 
@@ -329,7 +329,7 @@ def check_pool(dbsession, pool_id, now, settings, context):
     ).all()
     pool.unresponsive_since_dts = now
     dbsession.flush()
-    mail.send_pool_unresponsive(context, pool, workers)
+    notify.pool_unresponsive(dbsession, context, pool, workers)
     log.warning("worker pool %r is unresponsive", pool.title)
     return "alerted"
 

@@ -3,7 +3,7 @@ transaction as the return itself."""
 from sqlalchemy import func, or_, select
 
 from ..models import IntervalType, Job, KillRequest, Run, RunLog, utcnow
-from . import mail
+from . import notify
 from .reschedule import RescheduleError, next_schedule
 from .runs import create_run
 
@@ -13,10 +13,11 @@ def process_return(dbsession, run, context, killed=False):
     now = utcnow()
     if run.return_success:
         job.fail_times = 0
+        notify.run_succeeded(dbsession, context, run)
     else:
         job.fail_times = (job.fail_times or 0) + 1
         log_text = dbsession.scalar(select(RunLog.content).where(RunLog.run_id == run.id))
-        mail.send_run_error(context, run, log_text, killed=killed or was_killed(dbsession, run))
+        notify.run_failed(dbsession, context, run, log_text, killed=killed or was_killed(dbsession, run))
         if (
             job.disable_enqueue_after_fails is not None
             and job.fail_times > job.disable_enqueue_after_fails
@@ -89,6 +90,6 @@ def reschedule(dbsession, job, context, now):
     try:
         when = next_schedule(last, job.reschedule_interval, interval_type, excludes, context.tz, now)
     except RescheduleError as exc:
-        mail.send_reschedule_error(context, job, str(exc))
+        notify.reschedule_failed(dbsession, context, job, str(exc))
         return None
     return create_run(dbsession, job, when, is_manual=False)
