@@ -38,6 +38,7 @@ setup(
             "templates/*.jinja2",
             "static/*",
             "dashboard/templates/*.jinja2",
+            "observability/templates/*.jinja2",
             "*.yaml",
         ],
         "jobrunner.alembic": ["*.py", "*.mako"],

@@ -21,5 +21,6 @@ def main(global_config, **settings):
         config.include(".api")
         config.include(".scheduling")
         config.include(".dashboard")
+        config.include(".observability")
         config.add_static_view("static", "jobrunner:static", cache_max_age=3600)
     return config.make_wsgi_app()

@@ -52,12 +52,14 @@ def upgrade():
                     postgresql_where=sa.text(PENDING), sqlite_where=sa.text(PENDING))
     op.create_index('ix_webhook_delivery_created_dts', 'webhook_delivery', ['created_dts'])
 
-    op.create_table(
+    tally = op.create_table(
         'run_purge_tally',
         sa.Column('result', sa.String(length=16), nullable=False),
         sa.Column('count', sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint('result', name=op.f('pk_run_purge_tally')),
     )
+    # Both rows exist from the start: purges only ever UPDATE them.
+    op.bulk_insert(tally, [{'result': 'success', 'count': 0}, {'result': 'failure', 'count': 0}])
 
     for table in WEBHOOK_TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:

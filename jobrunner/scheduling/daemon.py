@@ -38,8 +38,10 @@ from ..models import (
 )
 from ..models.tables import worker_pool_workers
 from . import mail, notify
+from .retention import Retention
 from .returns import process_return
 from .runs import RunConflict, append_log, create_run, mark_returned
+from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +349,19 @@ def alert_unresponsive_pools(dbsession, now, settings, context):
 # --- the loop ------------------------------------------------------------------------
 
 
+def in_own_transaction(session_factory, work, write=True):
+    """work(dbsession) in a plain session committed at the end (no mail)."""
+    dbsession = session_factory()
+    try:
+        if write:
+            begin_write(dbsession)
+        result = work(dbsession)
+        dbsession.commit()
+        return result
+    finally:
+        dbsession.close()
+
+
 def mailer_from_settings(settings):
     """The mailer the web process would use with these settings."""
     from pyramid_mailer.mailer import DebugMailer
@@ -369,6 +384,13 @@ class Scheduler:
         unresponsive_limit(settings)  # bad settings fail at start, not in the loop
         self.tm = transaction.TransactionManager(explicit=True)
         self.context = mail.mail_context_from_settings(settings, mailer, self.tm)
+        self.retention = Retention(settings)  # bad settings fail at start
+        # The senders' threads store outcomes in sessions of their own: the
+        # transaction manager above belongs to the loop's thread.
+        self.webhooks = WebhookSender(
+            lambda work, write=True: in_own_transaction(session_factory, work, write),
+            settings.get("jobrunner.webhook_secret") or "",
+        )
         self.iterations = 0
         self.failed_iterations = 0
         self._failing = False
@@ -405,7 +427,8 @@ class Scheduler:
     def run_once(self, stop_event=None):
         """One pass over every duty. Returns what was done, for logs and tests."""
         settings, context = self.settings, self.context
-        summary = {"expanded": 0, "failed": 0, "freed": 0, "alerted": 0, "recovered": 0}
+        summary = {"expanded": 0, "failed": 0, "freed": 0, "alerted": 0, "recovered": 0,
+                   "webhooks": 0, "purged": 0}
 
         now = utcnow()
         to_expand = self.in_transaction(lambda s: runs_to_expand(s, now), write=False)
@@ -433,6 +456,9 @@ class Scheduler:
         ):
             if outcome:
                 summary[outcome] += 1
+
+        summary["webhooks"] = self.webhooks.deliver_due()
+        summary["purged"] = self.retention.run(self.in_transaction, stop_event)
         return summary
 
     def run(self, stop_event):
@@ -457,6 +483,8 @@ class Scheduler:
                     log.info("scheduler: %s", ", ".join(f"{k} {v}" for k, v in summary.items() if v))
             self.iterations += 1
             stop_event.wait(self.interval)
+        # Attempts under way finish (each within its timeouts) and are stored.
+        self.webhooks.shutdown()
         log.info("scheduler stopped")
 
 
