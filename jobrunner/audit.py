@@ -94,21 +94,21 @@ def _pending(dbsession):
 
 
 def record(dbsession, action, object_type, object_id, changes=None, project_id=None, actor=None):
-    """An event that is not a model change (schedule, kill, login). Without
-    an actor (a worker's request, the scheduler) nothing is recorded."""
+    """An event that is not a model change (schedule, kill, login), added to
+    the session like any change. Without an actor (a worker's request, the
+    scheduler) nothing is recorded."""
     actor = actor or dbsession.info.get(ACTOR_KEY)
     if actor is None:
         return
-    key = ("record", len(_pending(dbsession)))
-    _pending(dbsession)[key] = {
-        "dts": utcnow(),
-        "actor": actor,
-        "action": action,
-        "object_type": object_type,
-        "object_id": object_id,
-        "project_id": project_id,
-        "changes": {name: [_plain(old), _plain(new)] for name, (old, new) in (changes or {}).items()},
-    }
+    dbsession.add(AuditEvent(
+        dts=utcnow(),
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        project_id=project_id,
+        changes={name: [_plain(old), _plain(new)] for name, (old, new) in (changes or {}).items()},
+    ))
 
 
 def project_of_job(dbsession, job_id):
@@ -233,8 +233,10 @@ def _merge(pending, key, event_):
 
 
 def _before_commit(session):
-    if not session.info.get(PENDING_KEY):
+    if session.info.get(ACTOR_KEY) is None:
         return
+    # The commit's own flush comes after this hook: the last changes are
+    # gathered here first.
     session.flush()
     events = list(session.info.pop(PENDING_KEY, {}).values())
     if events:
