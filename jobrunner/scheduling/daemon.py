@@ -41,6 +41,7 @@ from . import mail, notify
 from .retention import Retention
 from .returns import process_return
 from .runs import RunConflict, append_log, create_run, mark_returned
+from .webhooks import DEFAULT_TIMEOUT as DEFAULT_WEBHOOK_TIMEOUT
 from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -390,6 +391,7 @@ class Scheduler:
         self.webhooks = WebhookSender(
             lambda work, write=True: in_own_transaction(session_factory, work, write),
             settings.get("jobrunner.webhook_secret") or "",
+            _seconds(settings, "jobrunner.webhook_timeout", DEFAULT_WEBHOOK_TIMEOUT),
         )
         self.iterations = 0
         self.failed_iterations = 0

@@ -35,9 +35,9 @@ EVENTS = ("run_failed", "run_succeeded", "reschedule_failed", "pool_unresponsive
 RETRY_DELAY = 10.0
 MAX_DELAY = 3600.0
 MAX_ATTEMPTS = 12
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 5.0
-# Longer than any attempt can take, so a leased row is never sent twice at once.
+DEFAULT_TIMEOUT = 5.0
+# Longer than an attempt takes (connect and read timeouts, then storing the
+# outcome), so a leased row is not sent twice at once.
 LEASE = timedelta(seconds=60)
 SENDERS = 4
 KEEP_FINISHED = timedelta(days=14)
@@ -197,14 +197,14 @@ def take_due(dbsession, now, limit):
     return [tuple(row) for row in rows]
 
 
-def post(url, body, secret):
+def post(url, body, secret, timeout=DEFAULT_TIMEOUT):
     """One attempt: (status or None, error text or "")."""
     headers = {"Content-Type": "application/json", "User-Agent": "jobrunner-webhook"}
     if secret:
         headers[SIGNATURE_HEADER] = signature(secret, body)
     try:
         response = requests.post(url, data=body.encode("utf-8"), headers=headers,
-                                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False)
+                                 timeout=(timeout, timeout), allow_redirects=False)
         response.close()
     except requests.RequestException as exc:
         return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
@@ -247,9 +247,10 @@ class WebhookSender:
     """The scheduler's senders: a bounded pool of threads, each attempt with
     its outcome stored in a transaction of its own."""
 
-    def __init__(self, in_transaction, secret, senders=SENDERS):
+    def __init__(self, in_transaction, secret, timeout=DEFAULT_TIMEOUT, senders=SENDERS):
         self.in_transaction = in_transaction
         self.secret = secret
+        self.timeout = timeout
         self.senders = senders
         self.executor = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="jobrunner-webhook")
         self.lock = threading.Lock()
@@ -272,7 +273,7 @@ class WebhookSender:
 
     def _attempt(self, delivery_id, url, body):
         try:
-            status, error = post(url, body, self.secret)
+            status, error = post(url, body, self.secret, self.timeout)
             self.in_transaction(lambda s: store_outcome(s, delivery_id, status, error, utcnow()))
         except Exception:
             # The lease runs out and the delivery is tried again.
