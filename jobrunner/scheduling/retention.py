@@ -173,10 +173,13 @@ class Retention:
                 batches += 1 if count else 0
                 deleted += count
                 self.pass_found += count
-                if count < BATCH:
-                    self.after_job_id = job_id  # done with this job in this pass
-                if count >= BATCH or batches >= BATCHES_PER_ITERATION or time.monotonic() >= deadline:
+                if batches >= BATCHES_PER_ITERATION or time.monotonic() >= deadline:
+                    if count < BATCH:
+                        self.after_job_id = job_id
                     return deleted
+                if count >= BATCH:
+                    break  # a full batch: this job again
+                self.after_job_id = job_id  # done with this job in this pass
         return deleted
 
 

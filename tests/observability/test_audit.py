@@ -7,8 +7,6 @@ from sqlalchemy import select
 
 from jobrunner.audit import REDACTED
 from jobrunner.models import AuditEvent, Job, User, Worker
-from tests.admin.conftest import AdminCLI  # noqa: F401 (the cli fixture's helper)
-from tests.admin.conftest import cli, empty_database  # noqa: F401
 from tests.conftest import csrf_token_of, now, uri
 
 
@@ -173,10 +171,10 @@ def test_audit_event_resource_filters_and_reach(as_user, admin_user, factory, wo
     assert set(event) == {"id", "resource_uri", "dts", "actor", "action", "object_type", "object_id",
                           "project_id", "changes"}
     assert event["changes"] == {"description": ["", "changed"]}
-    assert admin.get(f"/api/v1/audit_event/?action=schedule&object_type=run").json["meta"]["total_count"] == 1
+    assert admin.get("/api/v1/audit_event/?action=schedule&object_type=run").json["meta"]["total_count"] == 1
     assert admin.get(f"/api/v1/audit_event/?object_type=job&object_id={other.job.id}").json["meta"][
         "total_count"] == 1
-    assert admin.get(f"/api/v1/audit_event/?dts__gte=2999-01-01T00:00:00").json["objects"] == []
+    assert admin.get("/api/v1/audit_event/?dts__gte=2999-01-01T00:00:00").json["objects"] == []
     admin.get("/api/v1/audit_event/?changes=x", status=400)
     admin.post("/api/v1/audit_event/", {}, status=405)
 
@@ -196,7 +194,7 @@ def test_the_audit_page(as_user, admin_user, factory, world, testapp):
     admin.patch(uri("job", world.job), {"description": "from the page test"})
     page = admin.get(f"/admin/audit?object_type=job&object_id={world.job.id}")
     assert "from the page test" in page.text
-    assert f'data-id="' in page.text
+    assert 'data-id="' in page.text
     bad = admin.get("/admin/audit?object_id=abc", status=400)
     assert 'id="filter-error"' in bad.text
     # Not an administrator of anything: a 403 page; anonymous: the login form.

@@ -15,15 +15,7 @@ from jobrunner.models import WebhookDelivery, get_engine, get_session_factory
 from jobrunner.scheduling import webhooks
 from jobrunner.scheduling.daemon import Scheduler, alert_unresponsive_pools
 from tests.conftest import now, uri
-from tests.scheduling.conftest import (  # noqa: F401 (fixtures)
-    MailTransaction,
-    committed,
-    long_ago,
-    mail_tx,
-    postgres_only,
-    scheduler_settings,
-    wait_until,
-)
+from tests.scheduling.conftest import long_ago, wait_until
 
 SECRET = "webhook-test-secret"
 
