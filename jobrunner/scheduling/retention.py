@@ -61,22 +61,37 @@ def _kept_from(dbsession, job_id, keep):
     return tuple(row) if row is not None else None
 
 
-def purge_job_batch(dbsession, job_id, cutoff, keep, limit=BATCH):
-    """Deletes up to `limit` purgeable runs of one job; returns how many."""
+def _purgeable(dbsession, job_id, cutoff, keep):
+    """WHERE clauses for the job's runs that may go, or None when none may."""
     job = dbsession.get(Job, job_id)
     if job is None:
-        return 0
+        return None
     conditions = [Run.job_id == job_id, Run.return_dts.is_not(None), Run.return_dts < cutoff]
     if job.last_completed_schedule_id is not None:
         conditions.append(Run.schedule_id != job.last_completed_schedule_id)
     if keep > 0:
         kept_from = _kept_from(dbsession, job_id, keep)
         if kept_from is None:
-            return 0
+            return None
         kept_dts, kept_id = kept_from
         conditions.append(
             or_(Run.schedule_dts < kept_dts, and_(Run.schedule_dts == kept_dts, Run.id < kept_id))
         )
+    return conditions
+
+
+def has_purgeable(dbsession, job_id, cutoff, keep):
+    """Asked in a reading transaction first: a job with nothing to delete
+    costs no write lock (on SQLite the only one there is)."""
+    conditions = _purgeable(dbsession, job_id, cutoff, keep)
+    return conditions is not None and dbsession.scalar(select(Run.id).where(*conditions).limit(1)) is not None
+
+
+def purge_job_batch(dbsession, job_id, cutoff, keep, limit=BATCH):
+    """Deletes up to `limit` purgeable runs of one job; returns how many."""
+    conditions = _purgeable(dbsession, job_id, cutoff, keep)
+    if conditions is None:
+        return 0
     # SKIP LOCKED: two schedulers purging side by side take different rows,
     # and each counts only what it deletes.
     rows = dbsession.execute(
@@ -169,6 +184,11 @@ class Retention:
                 self.next_pass = now + PASS_INTERVAL
                 return deleted
             for job_id in jobs:
+                if not in_transaction(lambda s: has_purgeable(s, job_id, cutoff, self.keep), write=False):
+                    self.after_job_id = job_id
+                    if time.monotonic() >= deadline:
+                        return deleted
+                    continue
                 count = in_transaction(lambda s: purge_job_batch(s, job_id, cutoff, self.keep))
                 batches += 1 if count else 0
                 deleted += count
