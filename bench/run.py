@@ -646,11 +646,13 @@ PURGE_SETTINGS = {"jobrunner.retention_days": str(50 / (24 * 60)),
                   "jobrunner.retention_keep_per_job": "100"}
 
 
-def claim_latencies(stack, scene, count, tag):
-    """Seconds of `count` sequential claims, one due run per fresh job."""
+def claim_latencies(stack, scene, job_ids):
+    """Seconds of sequential claims of one due run per job; the claimed runs
+    are then marked returned in the database, so the jobs can take the next
+    round (a job whose run is in queue has nothing enqueueable)."""
     worker = scene.workers[2]
     worker_uri = f"/api/v1/worker/{worker[0]}/"
-    run_ids = scene.add_runs(scene.add_jobs(tag, count), utcnow())
+    run_ids = scene.add_runs(job_ids, utcnow())
     client = Client(stack.port)
     seconds = []
     for run_id in run_ids:
@@ -662,6 +664,11 @@ def claim_latencies(stack, scene, count, tag):
         if status != 202:
             raise RuntimeError(f"claim during the purge -> {status}: {payload[:300]!r}")
     client.close()
+    with scene.write() as conn:
+        done = utcnow()
+        conn.execute(update(Run.__table__).where(Run.id.in_(run_ids))
+                     .values(start_dts=done, return_dts=done, return_success=True))
+        conn.commit()
     return seconds
 
 
@@ -676,7 +683,8 @@ def measure_purge(stack, scene, sizes, result):
 
     if "history" not in result:
         scene.load_completed(1, sizes.history[-1], scene.workers[0][0])
-    before = claim_latencies(stack, scene, sizes.purge_claims, "purge-before")
+    claim_jobs = scene.add_jobs("purge", sizes.purge_claims)
+    before = claim_latencies(stack, scene, claim_jobs)
     session_factory = get_session_factory(stack.engine)
     duty = Retention(PURGE_SETTINGS)
     deleted = []
@@ -696,10 +704,8 @@ def measure_purge(stack, scene, sizes, result):
     started = time.perf_counter()
     thread.start()
     during = []
-    rounds = 0
     while thread.is_alive():
-        during += claim_latencies(stack, scene, sizes.purge_claims, f"purge-during-{rounds}")
-        rounds += 1
+        during += claim_latencies(stack, scene, claim_jobs)
     thread.join()
     seconds = time.perf_counter() - started
     if failure:
