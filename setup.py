@@ -19,6 +19,7 @@ requires = [
     "PyYAML",
     "tzdata",
     "prometheus_client",
+    "cronsim>=2.6",
 ]
 
 setup(

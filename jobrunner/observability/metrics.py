@@ -10,9 +10,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
-from ..api.query import RUN_STATES
+from ..queries.run_states import RUN_STATES
 from ..models import Run, Worker, utcnow
-from ..scheduling.daemon import is_responsive, is_unresponsive, unresponsive_cutoff
+from ..scheduling.duties import is_responsive, is_unresponsive, unresponsive_cutoff
 from ..scheduling.enqueueable import due_runs
 from ..scheduling.retention import count_by_result, purged_counts
 
@@ -22,7 +22,8 @@ KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 def run_and_worker_metrics(dbsession, settings, now):
-    """The metric families that the database knows, at `now`."""
+    """The metric families that the database knows, at `now` (`settings`:
+    a jobrunner.settings.Settings)."""
     runs = GaugeMetricFamily("jobrunner_runs", "Runs that have not completed, by state.",
                              labels=["state"])
     for state in GAUGED_STATES:
@@ -86,7 +87,7 @@ class DatabaseCollector:
     def collect(self):
         dbsession = self.registry["dbsession_factory"]()
         try:
-            yield from run_and_worker_metrics(dbsession, self.registry.settings, utcnow())
+            yield from run_and_worker_metrics(dbsession, self.registry.jobrunner_settings, utcnow())
         finally:
             dbsession.rollback()
             dbsession.close()

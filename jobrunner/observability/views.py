@@ -12,7 +12,8 @@ from webob.multidict import MultiDict
 
 from .. import audit
 from ..api import query as q
-from ..api.resources import RESOURCE_TYPES, administered_project_ids
+from ..api.resources import RESOURCE_TYPES
+from ..security.reach import administered_project_ids
 from ..api.views import timezone_of
 from ..models import WebhookDelivery
 from .metrics import REGISTRY_KEY
@@ -38,7 +39,7 @@ def healthz(request):
 
 @view_config(route_name="metrics", request_method=("GET", "HEAD"), permission=NO_PERMISSION_REQUIRED)
 def metrics(request):
-    token = (request.registry.settings.get("jobrunner.metrics_token") or "").strip()
+    token = request.registry.jobrunner_settings.metrics_token
     if not token:
         raise HTTPNotFound()
     header = request.headers.get("Authorization") or ""

@@ -21,27 +21,11 @@ from ..models import Job, KillRequest, Run, RunLog, RunPurgeTally, utcnow
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KEEP_PER_JOB = 100
 BATCH = 1000
 BATCHES_PER_ITERATION = 10
 # Jobs with nothing to delete cost a query each; this bounds an iteration.
 SECONDS_PER_ITERATION = 2.0
 PASS_INTERVAL = timedelta(minutes=5)
-
-
-def retention_settings(settings):
-    """(days or None, keep_per_job); bad values raise ValueError."""
-    raw_days = str(settings.get("jobrunner.retention_days") or "").strip()
-    days = None
-    if raw_days:
-        days = float(raw_days)
-        if days <= 0:
-            raise ValueError(f"jobrunner.retention_days must be positive, got {raw_days!r}")
-    raw_keep = str(settings.get("jobrunner.retention_keep_per_job") or "").strip()
-    keep = DEFAULT_KEEP_PER_JOB if raw_keep == "" else int(raw_keep)
-    if keep < 0:
-        raise ValueError(f"jobrunner.retention_keep_per_job must not be negative, got {raw_keep!r}")
-    return days, keep
 
 
 def job_ids(dbsession, after_id):
@@ -135,8 +119,9 @@ def purged_counts(dbsession):
 
 
 def purge_old_runs(dbsession, settings, now):
-    """The whole duty in the caller's transaction. Returns runs deleted."""
-    days, keep = retention_settings(settings)
+    """The whole duty in the caller's transaction (`settings` is a
+    jobrunner.settings.Settings). Returns the runs deleted."""
+    days, keep = settings.retention_days, settings.retention_keep_per_job
     if days is None:
         return 0
     cutoff = now - timedelta(days=days)
@@ -155,7 +140,7 @@ class Retention:
     each in a transaction of its own, resuming where the last one stopped."""
 
     def __init__(self, settings):
-        self.days, self.keep = retention_settings(settings)
+        self.days, self.keep = settings.retention_days, settings.retention_keep_per_job
         self.after_job_id = 0
         self.pass_found = 0
         self.next_pass = None

@@ -1,16 +1,32 @@
-"""Claiming, resetting and returning runs (SPEC section 5).
+"""The life cycle of a run, in one place: created, claimed by a worker,
+started, given a pid and a log, returned; released when its worker lets it
+go or stops answering; killed on request.
 
-Plain functions over a SQLAlchemy session: the views are thin wrappers and the
-scheduler daemon calls the same code.
+The rules:
+
+* Only a worker claims a run, and only for itself. A claim is one
+  conditional UPDATE: the run becomes the worker's only while it is still
+  unclaimed and enqueueable for that worker.
+* The claim is the fencing token: only the worker holding it may set the
+  start, the pid, the return, write the run's log or act on a kill request.
+  Another worker, a user, or the holder after a release is refused.
+* A run returns once; a second return changes nothing, so no result is ever
+  counted twice.
+
+Plain functions over a SQLAlchemy session that raise the errors of
+jobrunner.errors; the REST API and the scheduler call the same code.
 """
 from sqlalchemy import select, update
 
-from ..models import Job, Run, RunLog, utcnow
+from ..domain_errors import InvalidFields, NotAllowed, NotHolder, RunConflict
+from ..models import Job, KillRequest, Run, RunLog, utcnow
 from .enqueueable import enqueueable_run_ids
 
-
-class RunConflict(Exception):
-    """The run's state does not allow what was asked (HTTP 409)."""
+__all__ = [
+    "RunConflict", "NotHolder", "create_run", "claim", "release", "reset_claim", "progress",
+    "report_return", "mark_returned", "append_log", "create_log", "holder_update",
+    "request_kill",
+]
 
 
 def lock_job(dbsession, job_id):
@@ -19,14 +35,43 @@ def lock_job(dbsession, job_id):
     dbsession.execute(select(Job.id).where(Job.id == job_id).with_for_update())
 
 
-def claim_run(dbsession, run, worker, enqueue_dts):
-    """One conditional UPDATE: the run becomes the worker's only if it is
-    still unclaimed and enqueueable for it. Raises RunConflict otherwise."""
+def create_run(dbsession, job, schedule_dts, is_manual, schedule_children=True, worker_id=None,
+               schedule_id=None):
+    """A new run; without a schedule id it starts a schedule of its own."""
+    run = Run(
+        job_id=job.id,
+        schedule_dts=schedule_dts,
+        is_manual=is_manual,
+        schedule_children=schedule_children,
+        worker_id=worker_id,
+        schedule_id=schedule_id,
+    )
+    dbsession.add(run)
+    dbsession.flush()
+    if run.schedule_id is None:
+        run.schedule_id = run.id
+        dbsession.flush()
+    return run
+
+
+def require_holder(run, worker):
+    if worker is None or run.worker_id != worker.id or run.enqueue_dts is None:
+        raise NotHolder()
+
+
+# --- claim and release ---------------------------------------------------------
+
+
+def claim(dbsession, run, worker, enqueue_dts, for_worker_id):
+    """`worker` (None when a user asks) claims `run` for `for_worker_id`."""
+    if worker is None:
+        raise NotAllowed("Only a worker claims a run.")
+    if for_worker_id != worker.id:
+        raise NotAllowed("A worker claims runs for itself only.")
     lock_job(dbsession, run.job_id)
-    now = utcnow()
     result = dbsession.execute(
         update(Run)
-        .where(Run.id == run.id, Run.id.in_(enqueueable_run_ids(worker, now)))
+        .where(Run.id == run.id, Run.id.in_(enqueueable_run_ids(worker, utcnow())))
         .values(enqueue_dts=enqueue_dts, worker_id=worker.id)
         .execution_options(synchronize_session=False)
     )
@@ -36,8 +81,18 @@ def claim_run(dbsession, run, worker, enqueue_dts):
     dbsession.expire(run)
 
 
+def release(dbsession, run, worker, release_worker, start_dts=None):
+    """The holder gives the run back (it could not start it): scheduled
+    again, for itself or, with release_worker, for any worker of the pool."""
+    require_holder(run, worker)
+    if start_dts is not None:
+        raise InvalidFields({"start_dts": "A reset run has not started."})
+    reset_claim(dbsession, run, release_worker)
+
+
 def reset_claim(dbsession, run, release_worker):
-    """Back to scheduled; with release_worker any worker of the pool may take it."""
+    """Back to scheduled, whoever asks (a holder's release, the scheduler
+    freeing the queue of a worker that stopped answering)."""
     values = {"enqueue_dts": None, "start_dts": None, "pid": None}
     if release_worker:
         values["worker_id"] = None
@@ -52,9 +107,40 @@ def reset_claim(dbsession, run, release_worker):
     dbsession.expire(run)
 
 
+# --- progress and return ---------------------------------------------------------
+
+
+def _require_running(run, worker):
+    require_holder(run, worker)
+    if run.return_dts is not None:
+        raise RunConflict("The run has returned already.")
+
+
+def progress(dbsession, run, worker, **values):
+    """The holder reports the start (start_dts), the pid or, before its
+    return, the outcome (return_success) of a run that has not returned."""
+    _require_running(run, worker)
+    for name, value in values.items():
+        setattr(run, name, value)
+
+
+def report_return(dbsession, run, worker, return_dts, return_success, context, **values):
+    """The holder returns the run; what a return sets in motion (the job's
+    failure count, mail, children, the next schedule) follows in the same
+    transaction."""
+    from .returns import process_return
+
+    _require_running(run, worker)
+    for name, value in values.items():
+        setattr(run, name, value)
+    dbsession.flush()
+    mark_returned(dbsession, run, return_dts, return_success, worker_id=worker.id)
+    process_return(dbsession, run, context)
+
+
 def mark_returned(dbsession, run, return_dts, return_success, worker_id=None):
-    """Sets the return once; a second return is a RunConflict and changes
-    nothing, so no result is ever counted twice."""
+    """Sets the return once (for `worker_id` only, when given); a second
+    return is a RunConflict and changes nothing."""
     # Siblings of a schedule return one after the other, so exactly one of
     # them sees the schedule complete and schedules the children.
     lock_job(dbsession, run.job_id)
@@ -72,8 +158,35 @@ def mark_returned(dbsession, run, return_dts, return_success, worker_id=None):
     dbsession.refresh(run)
 
 
+# --- the log and kill requests -----------------------------------------------------
+
+
+def create_log(dbsession, run, worker, content):
+    """The holder starts the run's log; a run has one log."""
+    require_holder(run, worker)
+    existing = dbsession.scalar(select(RunLog.id).where(RunLog.run_id == run.id))
+    if existing is not None:
+        raise RunConflict(f"The run has a log already: /api/v1/run_log/{existing}/.")
+    log = RunLog(run_id=run.id, content=content)
+    dbsession.add(log)
+    dbsession.flush()
+    return log
+
+
+def holder_update(obj, worker, values):
+    """A run's log and its kill requests belong to the run: only the holder
+    of the run changes them, and they stay with their run."""
+    require_holder(obj.run, worker)
+    if "run" in values and values.pop("run") != obj.run_id:
+        noun = "A log" if isinstance(obj, RunLog) else "A kill request"
+        raise InvalidFields({"run": f"{noun} cannot move to another run."})
+    for name, value in values.items():
+        setattr(obj, name, value)
+    return obj
+
+
 def append_log(dbsession, run, text):
-    """Adds a line to a run's log (used when the server ends a run itself)."""
+    """Adds a line to a run's log (when the server ends a run itself)."""
     log = dbsession.scalar(select(RunLog).where(RunLog.run_id == run.id))
     if log is None:
         dbsession.add(RunLog(run_id=run.id, content=text))
@@ -83,19 +196,11 @@ def append_log(dbsession, run, text):
     dbsession.flush()
 
 
-def create_run(dbsession, job, schedule_dts, is_manual, schedule_children=True, worker_id=None,
-               schedule_id=None):
-    run = Run(
-        job_id=job.id,
-        schedule_dts=schedule_dts,
-        is_manual=is_manual,
-        schedule_children=schedule_children,
-        worker_id=worker_id,
-        schedule_id=schedule_id,
-    )
-    dbsession.add(run)
+def request_kill(dbsession, run):
+    """Only a started run that has not returned can be killed."""
+    if run.start_dts is None or run.return_dts is not None:
+        raise RunConflict("Only a started run that has not returned can be killed.")
+    kill_request = KillRequest(run_id=run.id, schedule_dts=utcnow())
+    dbsession.add(kill_request)
     dbsession.flush()
-    if run.schedule_id is None:
-        run.schedule_id = run.id
-        dbsession.flush()
-    return run
+    return kill_request

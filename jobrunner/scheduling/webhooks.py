@@ -21,7 +21,6 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import delete, or_, select, update
@@ -44,40 +43,7 @@ KEEP_FINISHED = timedelta(days=14)
 MAX_ERROR_LENGTH = 500
 
 
-class InvalidWebhookURL(ValueError):
-    pass
-
-
 # --- the URLs ----------------------------------------------------------------------
-
-
-def parse_urls(value):
-    """Webhook URLs from a list or one-per-line text: http and https only."""
-    if value is None:
-        return []
-    lines = value.splitlines() if isinstance(value, str) else value
-    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
-        raise InvalidWebhookURL("Expected a list of http or https URLs.")
-    urls = []
-    for line in lines:
-        url = line.strip()
-        if not url:
-            continue
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            parts = None
-        if (
-            parts is None
-            or parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or any(c.isspace() or ord(c) < 32 for c in url)
-            or len(url) > 2000
-        ):
-            raise InvalidWebhookURL(f"Not an http or https URL: {url!r}.")
-        if url not in urls:
-            urls.append(url)
-    return urls
 
 
 def job_webhook_urls(job):

@@ -1,20 +1,16 @@
 """Who is asking: a worker signing with HMAC, or a user with a session."""
-import hashlib
-import hmac
-import re
 from dataclasses import dataclass, field
 
 from pyramid.authentication import SessionAuthenticationHelper
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
+from pyramid.request import RequestLocalCache
 from sqlalchemy import select
 
 from ..audit import actor_of_user, set_actor
 from ..models import User, Worker
+from ..signing import compute_signature, is_api_key_header, parse_authorization, signature_matches
 from .permissions import ADMIN_PRINCIPAL, group_principal, worker_principal
 
-IDENTITY_KEY = "jobrunner_identity"
-# No NUL in the key: PostgreSQL refuses it in the lookup.
-API_KEY_HEADER = re.compile(r"^ApiKey (?P<key>[^:\s\x00]+):(?P<signature>[0-9a-fA-F]+)$")
 
 
 @dataclass
@@ -31,27 +27,12 @@ class Identity:
         return bool(self.user and self.user.is_admin)
 
 
-def signature_message(method, path_qs, body):
-    return (
-        method.upper().encode("utf-8")
-        + path_qs.encode("utf-8", "surrogateescape")
-        + (body or b"")
-    )
-
-
-def compute_signature(secret, method, path_qs, body):
-    return hmac.new(
-        secret.encode("utf-8"), signature_message(method, path_qs, body), hashlib.sha1
-    ).hexdigest()
-
-
 def api_key_header(request):
     return request.headers.get("Authorization") or request.headers.get("Authentication")
 
 
 def is_hmac_request(request):
-    header = api_key_header(request)
-    return bool(header and header.startswith("ApiKey "))
+    return is_api_key_header(api_key_header(request))
 
 
 def request_path_qs(request):
@@ -63,25 +44,22 @@ def request_path_qs(request):
 
 
 class HMACSecurityPolicy:
-    """Workers: `Authorization: ApiKey <api_key>:<hex hmac-sha1>`."""
+    """Workers: `Authorization: ApiKey <api_key>:<hex hmac-sha1>`, checked
+    against the worker's secret (the message is defined in jobrunner.signing)."""
 
     def identity(self, request):
-        header = api_key_header(request)
-        if not header:
+        parsed = parse_authorization(api_key_header(request))
+        if parsed is None:
             return None
-        match = API_KEY_HEADER.match(header.strip())
-        if match is None:
-            return None
-        worker = request.dbsession.scalar(
-            select(Worker).where(Worker.api_key == match["key"])
-        )
+        api_key, signature = parsed
+        worker = request.dbsession.scalar(select(Worker).where(Worker.api_key == api_key))
         # Compute a signature even for an unknown key, so timing does not tell
         # which keys exist.
         secret = worker.secret if worker is not None else "-"
         expected = compute_signature(
             secret, request.method, request_path_qs(request), request.body
         )
-        if not hmac.compare_digest(expected, match["signature"].lower()) or worker is None:
+        if not signature_matches(expected, signature) or worker is None:
             return None
         return Identity(
             via="hmac",
@@ -130,23 +108,21 @@ class JobRunnerSecurityPolicy:
         self.hmac = HMACSecurityPolicy()
         self.session = SessionSecurityPolicy()
         self.acl = ACLHelper()
-
-    def identity(self, request):
         # Pyramid asks again on every use of request.identity; the answer
         # cannot change within a request, so the queries and the HMAC run once.
-        try:
-            return request.__dict__[IDENTITY_KEY]
-        except KeyError:
-            pass
+        self.identity_cache = RequestLocalCache(self.load_identity)
+
+    def identity(self, request):
+        return self.identity_cache.get_or_create(request)
+
+    def load_identity(self, request):
         if is_hmac_request(request):
-            identity = self.hmac.identity(request)
-        else:
-            identity = self.session.identity(request)
-            if identity is not None:
-                # What this user changes in this request is audited as his;
-                # a worker's traffic never is.
-                set_actor(request.dbsession, actor_of_user(identity.user))
-        request.__dict__[IDENTITY_KEY] = identity
+            return self.hmac.identity(request)
+        identity = self.session.identity(request)
+        if identity is not None:
+            # What this user changes in this request is audited as his;
+            # a worker's traffic never is.
+            set_actor(request.dbsession, actor_of_user(identity.user))
         return identity
 
     def authenticated_userid(self, request):

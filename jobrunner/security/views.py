@@ -8,6 +8,7 @@ from pyramid.view import view_config
 from sqlalchemy import select
 
 from .. import audit
+from ..errors import json_error
 from ..models import User
 from .passwords import check_password
 
@@ -43,7 +44,7 @@ def login(request):
             if not isinstance(data, dict):
                 raise ValueError
         except ValueError:
-            return _json_error(request, 400, "Malformed JSON body.")
+            return json_error(request, 400, "Malformed JSON body.")
     else:
         data = request.POST
     username = str(data.get("username") or "")
@@ -58,7 +59,7 @@ def login(request):
                      actor=f"user:{username.replace(chr(0), '')[:200]}")
         message = "Wrong username or password."
         if wants_json:
-            response = _json_error(request, 400, message)
+            response = json_error(request, 400, message)
         else:
             from pyramid.renderers import render_to_response
 
@@ -90,11 +91,3 @@ def logout(request):
     headers = forget(request)
     request.session.invalidate()
     return HTTPSeeOther(location=request.route_path("login"), headers=headers)
-
-
-def _json_error(request, status, message):
-    response = request.response
-    response.status = status
-    response.content_type = "application/json"
-    response.json_body = {"error": message, "errors": {}}
-    return response

@@ -1,8 +1,7 @@
-"""HMAC-signed client of the server's REST API (SPEC section 4)."""
+"""HMAC-signed client of the server's REST API: every request is signed with
+the worker's secret, transient failures are retried with back-off."""
 
 import datetime
-import hashlib
-import hmac
 import json
 import logging
 import random
@@ -11,6 +10,8 @@ import time
 import urllib.parse
 
 import requests
+
+from ..signing import authorization_header
 
 log = logging.getLogger(__name__)
 
@@ -49,25 +50,6 @@ def parse_datetime(value):
     if parsed.tzinfo is None:
         return None
     return parsed
-
-
-def hmac_signature(secret, method, path_url, body=b""):
-    """Hex HMAC-SHA1 over upper-cased method + path with query + raw body."""
-    if isinstance(secret, str):
-        secret = secret.encode("utf-8")
-    if isinstance(path_url, str):
-        path_url = path_url.encode("utf-8")
-    if body is None:
-        body = b""
-    elif isinstance(body, str):
-        body = body.encode("utf-8")
-    message = method.upper().encode("ascii") + path_url + body
-    return hmac.new(secret, message, hashlib.sha1).hexdigest()
-
-
-def authorization_header(api_key, secret, method, path_url, body=b""):
-    """The ``Authorization`` header value for one request."""
-    return f"ApiKey {api_key}:{hmac_signature(secret, method, path_url, body)}"
 
 
 def encode_json_body(data):

@@ -1,4 +1,5 @@
 """GET /healthz and GET /metrics, against known data."""
+import dataclasses
 import socket
 import threading
 import time
@@ -73,9 +74,10 @@ def test_healthz_is_503_within_the_limit_when_the_database_hangs(mail_sink, sile
 
 @pytest.fixture
 def metrics_app(app, connection):
-    app.registry.settings["jobrunner.metrics_token"] = TOKEN
+    original = app.registry.jobrunner_settings
+    app.registry.jobrunner_settings = dataclasses.replace(original, metrics_token=TOKEN)
     yield webtest.TestApp(app)
-    app.registry.settings.pop("jobrunner.metrics_token", None)
+    app.registry.jobrunner_settings = original
 
 
 def scrape(testapp, token=TOKEN, status=200):

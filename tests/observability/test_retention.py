@@ -11,10 +11,15 @@ from sqlalchemy import func, insert, select, update
 from jobrunner import main
 from jobrunner.models import KillRequest, Run, RunLog, get_engine, get_session_factory
 from jobrunner.scheduling import retention
-from jobrunner.scheduling.daemon import Scheduler, in_own_transaction
+from jobrunner.scheduling.daemon import in_own_transaction
+from jobrunner.settings import Settings, SettingsError
 from tests.conftest import WorkerClient, app_settings, now
 
 DAYS = {"jobrunner.retention_days": "30", "jobrunner.retention_keep_per_job": "3"}
+
+
+def typed(**settings):
+    return Settings.from_mapping(settings)
 
 
 def completed(factory, job, days_ago, success=True, worker=None):
@@ -48,7 +53,7 @@ def test_old_completed_runs_go_with_their_logs_and_kill_requests(world, factory,
     dbsession.flush()
     before = tally(dbsession)
 
-    deleted = retention.purge_old_runs(dbsession, DAYS, now())
+    deleted = retention.purge_old_runs(dbsession, typed(**DAYS), now())
 
     # Kept: the newest three runs by schedule (newest, and the two recent
     # ones), the last completed schedule, the pending run.
@@ -63,31 +68,31 @@ def test_old_completed_runs_go_with_their_logs_and_kill_requests(world, factory,
     after = tally(dbsession)
     assert after["success"] - before["success"] == 3
     assert after["failure"] - before["failure"] == 3
-    assert retention.purge_old_runs(dbsession, DAYS, now()) == 0
+    assert retention.purge_old_runs(dbsession, typed(**DAYS), now()) == 0
 
 
 def test_the_newest_runs_of_each_job_stay_even_when_old(world, factory, dbsession):
     runs = [completed(factory, world.job, 400 - n).id for n in range(5)]
-    settings = {**DAYS, "jobrunner.retention_keep_per_job": "4"}
+    settings = typed(**{**DAYS, "jobrunner.retention_keep_per_job": "4"})
     assert retention.purge_old_runs(dbsession, settings, now()) == 1
     assert remaining(dbsession, world.job) == set(runs[1:])
     # keep_per_job 0: only the age and the last completed schedule count.
-    assert retention.purge_old_runs(dbsession, {**DAYS, "jobrunner.retention_keep_per_job": "0"},
-                                    now()) == 4
+    assert retention.purge_old_runs(
+        dbsession, typed(**{**DAYS, "jobrunner.retention_keep_per_job": "0"}), now()) == 4
 
 
 def test_without_retention_days_everything_is_kept(world, factory, dbsession):
     completed(factory, world.job, 5000)
-    assert retention.purge_old_runs(dbsession, {}, now()) == 0
-    assert retention.Retention({}).run(lambda work, write=True: work(dbsession)) == 0
+    assert retention.purge_old_runs(dbsession, typed(), now()) == 0
+    assert retention.Retention(typed()).run(lambda work, write=True: work(dbsession)) == 0
 
 
 @pytest.mark.parametrize("name, value", [("jobrunner.retention_days", "0"),
                                          ("jobrunner.retention_days", "soon"),
                                          ("jobrunner.retention_keep_per_job", "-1")])
-def test_bad_retention_settings_stop_the_scheduler_at_start(scheduler_settings, name, value):
-    with pytest.raises(ValueError):
-        Scheduler(None, {**scheduler_settings, name: value}, None)
+def test_bad_retention_settings_are_refused_at_start(scheduler_settings, name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_mapping({**scheduler_settings, name: value})
 
 
 def bulk_completed(dbsession, job_id, count, days_ago):
@@ -111,7 +116,7 @@ def test_the_loop_deletes_at_most_a_batch_per_transaction(world, factory, dbsess
         transactions.append(before - dbsession.scalar(select(func.count()).select_from(Run)))
         return result
 
-    duty = retention.Retention(DAYS)
+    duty = retention.Retention(typed(**DAYS))
     monkeypatch.setattr(retention, "BATCHES_PER_ITERATION", 2)
     assert duty.run(in_transaction) == 2 * retention.BATCH
     assert max(transactions) == retention.BATCH
@@ -126,7 +131,7 @@ def test_the_purge_keeps_the_metrics_counter_whole(world, factory, dbsession, ap
         completed(factory, world.job, 100 + n, success=n < 2)
     before = retention.count_by_result(dbsession)
     before_purged = tally(dbsession)
-    retention.purge_old_runs(dbsession, {**DAYS, "jobrunner.retention_keep_per_job": "0"}, now())
+    retention.purge_old_runs(dbsession, typed(**{**DAYS, "jobrunner.retention_keep_per_job": "0"}), now())
     after = retention.count_by_result(dbsession)
     after_purged = tally(dbsession)
     for result in ("success", "failure"):
@@ -149,7 +154,7 @@ def test_a_purge_races_a_workers_claims(postgres_only, committed, database_url, 
 
     engine = get_engine({"sqlalchemy.url": database_url})
     factory = get_session_factory(engine)
-    duty = retention.Retention(DAYS)
+    duty = retention.Retention(typed(**DAYS))
     deleted = []
 
     def purge():

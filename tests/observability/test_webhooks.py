@@ -13,7 +13,9 @@ from sqlalchemy import delete, select, update
 from jobrunner.loader import LoadError, dump, load
 from jobrunner.models import WebhookDelivery, get_engine, get_session_factory
 from jobrunner.scheduling import webhooks
-from jobrunner.scheduling.daemon import Scheduler, alert_unresponsive_pools
+from jobrunner.scheduling.daemon import Scheduler
+from jobrunner.scheduling.duties import alert_unresponsive_pools
+from jobrunner.settings import Settings
 from tests.conftest import now, uri
 from tests.scheduling.conftest import long_ago, wait_until
 
@@ -182,7 +184,8 @@ def test_an_unresponsive_pool_writes_deliveries(factory, dbsession, scheduler_se
     pool = factory.pool(workers=[factory.worker(ping_response_dts=long_ago())],
                         webhook_urls="https://hooks.example/pool")
     with mail_tx.tm:
-        alert_unresponsive_pools(dbsession, now(), scheduler_settings, mail_tx.context)
+        alert_unresponsive_pools(dbsession, now(), Settings.from_mapping(scheduler_settings),
+                                 mail_tx.context)
     [delivery] = bodies(dbsession, event="pool_unresponsive")
     assert json.loads(delivery.body)["pool"]["id"] == pool.id
 
@@ -237,7 +240,7 @@ def scheduler(hook_settings):
     def make():
         engine = get_engine(hook_settings)
         engines.append(engine)
-        return Scheduler(get_session_factory(engine), hook_settings, None)
+        return Scheduler(get_session_factory(engine), Settings.from_mapping(hook_settings), None)
 
     yield make
     for engine in engines:
