@@ -61,20 +61,19 @@ def upgrade():
     # Both rows exist from the start: purges only ever UPDATE them.
     op.bulk_insert(tally, [{'result': 'success', 'count': 0}, {'result': 'failure', 'count': 0}])
 
+    # Plain ALTER TABLE ADD/DROP COLUMN, no batch mode: on SQLite a batch
+    # operation copies the table and drops the old one, and with foreign keys
+    # on, dropping the old job table would delete every run by cascade.
     for table in WEBHOOK_TABLES:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.add_column(sa.Column('webhook_urls', sa.Text(), nullable=False, server_default=''))
-    with op.batch_alter_table('job', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('webhook_on_success', sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
+        op.add_column(table, sa.Column('webhook_urls', sa.Text(), nullable=False, server_default=''))
+    op.add_column('job', sa.Column('webhook_on_success', sa.Boolean(), nullable=False,
+                                   server_default=sa.false()))
 
 
 def downgrade():
-    with op.batch_alter_table('job', schema=None) as batch_op:
-        batch_op.drop_column('webhook_on_success')
+    op.drop_column('job', 'webhook_on_success')
     for table in reversed(WEBHOOK_TABLES):
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.drop_column('webhook_urls')
+        op.drop_column(table, 'webhook_urls')
     op.drop_table('run_purge_tally')
     op.drop_index('ix_webhook_delivery_created_dts', table_name='webhook_delivery')
     op.drop_index('ix_webhook_delivery_pending', table_name='webhook_delivery')
