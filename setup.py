@@ -18,6 +18,7 @@ requires = [
     "requests",
     "PyYAML",
     "tzdata",
+    "prometheus_client",
     "cronsim>=2.6",
 ]
 
@@ -38,6 +39,7 @@ setup(
             "templates/*.jinja2",
             "static/*",
             "dashboard/templates/*.jinja2",
+            "observability/templates/*.jinja2",
             "*.yaml",
         ],
         "jobrunner.alembic": ["*.py", "*.mako"],

@@ -13,6 +13,9 @@
 3. History: latency of the hot lists and of the dashboard overview with
    1,000 and with 1,000,000 completed runs in the database.
 4. Memory: peak RSS (VmHWM) of the server and of a worker during (1).
+5. Purge: claim latency while retention deletes the history of (3) (about
+   990,000 runs), batch after batch with no pause, against the same claims
+   before the purge; and the purge's own rate.
 
 The bench makes its own database (a fresh PostgreSQL database next to the
 one --postgres-url names, dropped at the end; a SQLite file in a temporary
@@ -95,10 +98,11 @@ class Sizes:
     history: tuple = (1_000, 1_000_000)
     repeats: int = 40
     process_starts: int = 1000
+    purge_claims: int = 200
 
 
 QUICK = Sizes(e2e_jobs=8, e2e_runs=30, paced_runs=10, paced_rate=10.0, api_requests=40,
-              history_jobs=10, history=(1_000,), repeats=3, process_starts=100)
+              history_jobs=10, history=(1_000,), repeats=3, process_starts=100, purge_claims=20)
 
 
 def utcnow():
@@ -598,6 +602,7 @@ def measure_api(stack, scene, sizes, workdir, result):
 
 
 HISTORY_QUERIES = ("scheduled", "enqueueable", "job_last_100", "overview", "job_history")
+PHASES = ("e2e", "api", "history", "purge")
 
 
 def measure_history(stack, scene, sizes, result):
@@ -636,6 +641,107 @@ def measure_history(stack, scene, sizes, result):
                 "p50": statistics.median(seconds), "p90": percentile(seconds, 0.9)}
             log(f"history: {name} at {size}: {statistics.median(seconds) * 1000:.1f} ms")
     client.close()
+
+
+# Every history run is at least an hour old: all but each job's newest 100 go.
+PURGE_SETTINGS = {"jobrunner.retention_days": str(50 / (24 * 60)),
+                  "jobrunner.retention_keep_per_job": "100"}
+
+
+def claim_latencies(stack, scene, job_ids):
+    """Seconds of sequential claims of one due run per job; the claimed runs
+    are then marked returned in the database, so the jobs can take the next
+    round (a job whose run is in queue has nothing enqueueable)."""
+    worker = scene.workers[2]
+    worker_uri = f"/api/v1/worker/{worker[0]}/"
+    run_ids = scene.add_runs(job_ids, utcnow())
+    client = Client(stack.port)
+    seconds = []
+    for run_id in run_ids:
+        request = signed(worker, "PATCH", f"/api/v1/run/{run_id}/",
+                         {"enqueue_dts": iso(utcnow()), "worker": worker_uri})
+        started = time.perf_counter()
+        status, payload = client.send(*request)
+        seconds.append(time.perf_counter() - started)
+        if status != 202:
+            raise RuntimeError(f"claim during the purge -> {status}: {payload[:300]!r}")
+    client.close()
+    with scene.write() as conn:
+        done = utcnow()
+        conn.execute(update(Run.__table__).where(Run.id.in_(run_ids))
+                     .values(start_dts=done, return_dts=done, return_success=True))
+        conn.commit()
+    return seconds
+
+
+def measure_purge(stack, scene, sizes, result):
+    """The retention duty's own code, in a loop without the scheduler's
+    pause, on the history that (3) loaded; claims go on meanwhile."""
+    import threading
+
+    from jobrunner.models import get_session_factory
+    from jobrunner.scheduling.daemon import in_own_transaction
+    from jobrunner.scheduling.retention import Retention
+
+    if "history" not in result:
+        scene.load_completed(1, sizes.history[-1], scene.workers[0][0])
+    claim_jobs = scene.add_jobs("purge", sizes.purge_claims)
+    before = claim_latencies(stack, scene, claim_jobs)
+    session_factory = get_session_factory(stack.engine)
+    from jobrunner.settings import Settings
+
+    duty = Retention(Settings.from_mapping(PURGE_SETTINGS))
+    deleted = []
+    failure = []
+
+    def purge():
+        try:
+            while True:
+                deleted.append(duty.run(lambda work, write=True: in_own_transaction(
+                    session_factory, work, write)))
+                if duty.after_job_id == 0 and duty.next_pass is not None:
+                    return
+        except BaseException as exc:  # reported, not lost in the thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=purge, name="purge")
+    started = time.perf_counter()
+    thread.start()
+    during = []
+    while thread.is_alive():
+        during += claim_latencies(stack, scene, claim_jobs)
+    thread.join()
+    seconds = time.perf_counter() - started
+    if failure:
+        raise failure[0]
+    result["purge"] = {
+        "deleted": sum(deleted), "seconds": seconds,
+        "claims_before": len(before), "claim_p50_before": statistics.median(before),
+        "claim_p99_before": percentile(before, 0.99),
+        "claims_during": len(during), "claim_p50_during": statistics.median(during),
+        "claim_p99_during": percentile(during, 0.99), "claim_max_during": max(during),
+    }
+    log(f"purge: {sum(deleted)} runs in {seconds:.1f} s; claims p99 "
+        f"{result['purge']['claim_p99_before'] * 1000:.1f} ms before, "
+        f"{result['purge']['claim_p99_during'] * 1000:.1f} ms during")
+
+
+def purge_report(results):
+    """Section (5) of the report."""
+    lines = ["", "(5) Claims while retention purges the history of (3) (sequential claims of one "
+             "worker; the purge loops without the scheduler's pause between iterations):", ""]
+    for r in results:
+        p = r.get("purge")
+        if not p:
+            continue
+        lines.append(
+            f"* {r['backend']}: {p['deleted']:,} runs deleted in {p['seconds']:.1f} s "
+            f"({p['deleted'] / max(p['seconds'], 1e-9):,.0f} runs/s, in transactions of at most 1,000); "
+            f"claim p50 / p99: {p['claim_p50_before'] * 1000:.1f} / {p['claim_p99_before'] * 1000:.1f} ms "
+            f"before ({p['claims_before']} claims), {p['claim_p50_during'] * 1000:.1f} / "
+            f"{p['claim_p99_during'] * 1000:.1f} ms during ({p['claims_during']} claims, slowest "
+            f"{p['claim_max_during'] * 1000:.0f} ms).")
+    return lines
 
 
 class Profiler:
@@ -690,6 +796,10 @@ def bench_backend(name, sizes, postgres_url, keep, phases, profile_dir):
         if "history" in phases:
             profiler.start("history", stack.server.pid)
             measure_history(stack, scene, sizes, result)
+            profiler.stop()
+        if "purge" in phases:
+            profiler.start("purge", stack.server.pid)
+            measure_purge(stack, scene, sizes, result)
             profiler.stop()
     except BaseException:
         print(stack.logs(tail=4000), file=sys.stderr)
@@ -782,6 +892,7 @@ def report(results, process_starts, sizes, facts, loads):
         if "cpu_cores" in r:
             parts = ", ".join(f"{name} {cores:.2f}" for name, cores in r["cpu_cores"].items())
             lines.append(f"* {r['backend']}: {r['cpu_busy']:.2f} busy: {parts}.")
+    lines += purge_report(results)
     errors = [f"{r['backend']}: {e}" for r in results for e in r.get("errors", [])]
     errors += [f"{r['backend']}: {r['failed_runs']} runs failed" for r in results if r.get("failed_runs")]
     if errors:
@@ -815,8 +926,9 @@ def main(argv=None):
                         help="comma-separated history sizes (default 1000,1000000)")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/performance.md")
     parser.add_argument("--json", help="also write the raw figures to this file")
-    parser.add_argument("--phases", default="e2e,api,history",
-                        help="comma-separated subset of e2e,api,history (a partial run writes no docs)")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help="comma-separated subset of e2e,api,history,purge (a partial run writes "
+                             "no docs)")
     parser.add_argument("--profile", metavar="DIR",
                         help="sample the server with py-spy during each phase into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the work folders (logs)")
@@ -842,7 +954,7 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump({"facts": facts, "loads": loads, "process_starts": process_starts,
                        "results": results}, f, indent=2, default=str)
-    if phases != {"e2e", "api", "history"}:
+    if phases != set(PHASES):
         print(json.dumps(results, indent=2, default=str))
         return 0
     block = report(results, process_starts, sizes, facts, loads)

@@ -21,4 +21,5 @@ def main(global_config, **settings):
         config.include(".scheduling")
         config.include(".dashboard")
         config.include(".admin_pages")
+        config.include(".observability")
     return config.make_wsgi_app()

@@ -67,11 +67,14 @@ class Context:
     @contextlib.contextmanager
     def session(self, write=False):
         """One transaction: committed when the block ends normally."""
+        from .audit import actor_of_os_user, os_user_name, set_actor
         from .models import begin_write, get_session_factory
 
         session = get_session_factory(self.engine)()
         try:
             if write:
+                # Every change a command makes is audited as the OS user's.
+                set_actor(session, actor_of_os_user(os_user_name()))
                 begin_write(session)
             yield session
             if write:
@@ -381,6 +384,7 @@ def _every(job):
 def schedule(context, args):
     from sqlalchemy import select
 
+    from .audit import record_schedule
     from .models import Job, JobTemplate, Project, utcnow
     from .scheduling.runs import create_run
 
@@ -403,6 +407,7 @@ def schedule(context, args):
         job, project = matches[0]
         run = create_run(session, job, utcnow(), is_manual=True,
                          schedule_children=not args.no_children)
+        record_schedule(session, run)
         run_id = run.id
     children = "" if not args.no_children else " (its children will not follow)"
     context.print(f"Scheduled run {run_id} of job {args.job_title!r} "

@@ -21,6 +21,8 @@ DEFAULT_SCHEDULER_INTERVAL = 5.0
 DEFAULT_PING_INTERVAL = 60.0
 DEFAULT_PING_MARGIN = 15.0
 DEFAULT_UNRESPONSIVE_AFTER_INTERVALS = 3.0
+DEFAULT_WEBHOOK_TIMEOUT = 5.0
+DEFAULT_RETENTION_KEEP_PER_JOB = 100
 
 DEFAULT_SESSION_SECRET = "change-me"
 KNOWN_DEFAULT_SECRETS = frozenset({"", DEFAULT_SESSION_SECRET, "development-only-secret", "test-secret"})
@@ -86,6 +88,33 @@ def _byte_count(mapping, name, default):
         raise SettingsError(f"{name} must be a whole number of bytes, got {value!r}") from None
 
 
+def _retention_days(mapping, name):
+    """None (keep everything) or a positive number of days."""
+    value = _text(mapping, name)
+    if not value:
+        return None
+    try:
+        days = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of days, got {value!r}") from None
+    if days <= 0:
+        raise SettingsError(f"{name} must be positive, got {value!r}")
+    return days
+
+
+def _count(mapping, name, default):
+    value = _text(mapping, name)
+    if not value:
+        return default
+    try:
+        count = int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
+    if count < 0:
+        raise SettingsError(f"{name} must not be negative, got {value!r}")
+    return count
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every `jobrunner.*` setting, parsed. `ini` keeps the whole resolved
@@ -106,6 +135,13 @@ class Settings:
     ping_interval: float = DEFAULT_PING_INTERVAL
     ping_margin: float = DEFAULT_PING_MARGIN
     unresponsive_after_intervals: float = DEFAULT_UNRESPONSIVE_AFTER_INTERVALS
+    # /metrics is served only with a token.
+    metrics_token: str = ""
+    webhook_secret: str = ""
+    webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
+    # None: keep every run.
+    retention_days: float | None = None
+    retention_keep_per_job: int = DEFAULT_RETENTION_KEEP_PER_JOB
     ini: MappingProxyType = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
     @classmethod
@@ -134,6 +170,13 @@ class Settings:
             ping_margin=_seconds(mapping, "jobrunner.worker.ping_margin", DEFAULT_PING_MARGIN),
             unresponsive_after_intervals=_seconds(
                 mapping, "jobrunner.worker.unresponsive_after_intervals", DEFAULT_UNRESPONSIVE_AFTER_INTERVALS
+            ),
+            metrics_token=_text(mapping, "jobrunner.metrics_token"),
+            webhook_secret=_text(mapping, "jobrunner.webhook_secret"),
+            webhook_timeout=_seconds(mapping, "jobrunner.webhook_timeout", DEFAULT_WEBHOOK_TIMEOUT),
+            retention_days=_retention_days(mapping, "jobrunner.retention_days"),
+            retention_keep_per_job=_count(
+                mapping, "jobrunner.retention_keep_per_job", DEFAULT_RETENTION_KEEP_PER_JOB
             ),
             ini=MappingProxyType(dict(mapping)),
         )

@@ -5,6 +5,9 @@ Each parser raises ValueError with a short reason; the caller says where the
 value came from.
 """
 from datetime import date, datetime, time, timezone
+from urllib.parse import urlsplit
+
+MAX_URL_LENGTH = 2000
 
 
 def parse_datetime(value, zone):
@@ -76,3 +79,32 @@ def addresses_text(addresses):
 def address_list(text):
     """The stored addresses as a list."""
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def parse_webhook_urls(items):
+    """Webhook URLs from a list of strings: blank items are dropped, a URL
+    given twice counts once, each must be an http or https URL with a host
+    (anything else, file: or javascript: say, is refused)."""
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError("expected a list of http or https URLs")
+    urls = []
+    for item in items:
+        url = item.strip()
+        if not url:
+            continue
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            parts, host = None, None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not host
+            or any(c.isspace() or ord(c) < 32 for c in url)
+            or len(url) > MAX_URL_LENGTH
+        ):
+            raise ValueError(f"not an http or https URL: {url!r}")
+        if url not in urls:
+            urls.append(url)
+    return urls

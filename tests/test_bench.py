@@ -44,6 +44,8 @@ def test_the_quick_bench_prints_its_table(tmp_path):
     for row in ROWS:
         assert any(line.startswith("| ") and row in line for line in lines), row
     assert "Errors:" not in done.stdout, done.stdout
+    assert "(5) Claims while retention purges" in done.stdout
+    assert any(line.startswith("* sqlite: ") and "runs deleted" in line for line in lines)
     assert raw.exists()
     # The quick mode leaves the docs alone.
     assert (os.path.getmtime(docs) if os.path.exists(docs) else None) == before

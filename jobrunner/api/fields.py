@@ -8,7 +8,7 @@ import re
 import colander
 
 from ..jobs import parse_interval_type
-from ..values import format_datetime, parse_addresses, parse_datetime, parse_time_of_day
+from ..values import format_datetime, parse_addresses, parse_datetime, parse_time_of_day, parse_webhook_urls
 
 __all__ = ["format_datetime", "parse_datetime"]
 
@@ -169,6 +169,31 @@ class AddressList(NullableType):
             return parse_addresses(value)
         except ValueError as exc:
             raise ValueError(str(exc).capitalize() + ".")
+
+
+class URLList(NullableType):
+    """Webhook URLs (http or https): a JSON list, or one URL per line."""
+
+    name = "list"
+
+    def convert(self, node, value):
+        if isinstance(value, str):
+            value = value.splitlines()
+        try:
+            return parse_webhook_urls(value)
+        except ValueError as exc:
+            raise ValueError(str(exc).capitalize() + ".")
+
+
+class JSONValue(NullableType):
+    """A JSON object, shown as it is stored (read-only fields only)."""
+
+    name = "dict"
+
+    def convert(self, node, value):
+        if not isinstance(value, dict):
+            raise ValueError("Expected a JSON object.")
+        return value
 
 
 class ExcludeList(NullableType):

@@ -5,6 +5,7 @@ from sqlalchemy.orm import selectinload
 
 from ..jobs import CONCURRENCY_POLICIES, INTERVAL_TYPES, MISFIRE_POLICIES
 from ..models import (
+    AuditEvent,
     Group,
     Job,
     JobTemplate,
@@ -16,6 +17,7 @@ from ..models import (
     WorkerPool,
 )
 from ..security.reach import (
+    AUDIT_EVENT,
     GROUP,
     JOB,
     JOB_TEMPLATE,
@@ -28,6 +30,7 @@ from ..security.reach import (
     GroupReach,
     Reach,
     SharedReach,
+    AuditReach,
     WorkerReach,
 )
 from .fields import (
@@ -38,9 +41,11 @@ from .fields import (
     ExcludeList,
     Integer,
     IntervalTypeChoice,
+    JSONValue,
     Text,
     ToMany,
     ToOne,
+    URLList,
     field,
 )
 
@@ -104,6 +109,8 @@ class ProjectResource(ResourceType):
             field(ToMany("worker_pool"), "worker_pools", kind="to_many"),
             field(ToMany("group"), "auth_groups", kind="to_many",
                   help_text="Groups whose members administer the project."),
+            field(URLList(), "webhook_urls", kind="addresses",
+                  help_text="URLs that get a POST for each event that sends mail."),
         ]
 
     def load_options(self):
@@ -123,6 +130,8 @@ class WorkerPoolResource(ResourceType):
             field(Text(), "description"),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(ToMany("worker"), "workers", kind="to_many"),
+            field(URLList(), "webhook_urls", kind="addresses",
+                  help_text="URLs that get a POST for each event that sends mail."),
         ]
 
     def load_options(self):
@@ -164,6 +173,8 @@ class JobTemplateResource(ResourceType):
             field(Text(), "body", help_text="The script; {{ content }} marks where a job's script goes."),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(ToOne("project"), "project", required=True, attr="project_id", kind="to_one"),
+            field(URLList(), "webhook_urls", kind="addresses",
+                  help_text="URLs that get a POST for each event that sends mail."),
         ]
 
 
@@ -204,6 +215,10 @@ class JobResource(ResourceType):
             field(Boolean(), "run_on_all_workers", default=False),
             field(Boolean(), "schedule_children_on_error", default=False),
             field(AddressList(), "notification_addresses", kind="addresses"),
+            field(URLList(), "webhook_urls", kind="addresses",
+                  help_text="URLs that get a POST for each event that sends mail."),
+            field(Boolean(), "webhook_on_success", default=False,
+                  help_text="Also POST to the webhooks when a run succeeds."),
             field(Integer(), "disable_enqueue_after_fails", nullable=True),
             field(Integer(), "fail_times", readonly=True, default=0),
             field(Integer(), "last_completed_schedule_id", readonly=True, nullable=True),
@@ -318,6 +333,33 @@ class RunLogResource(ResourceType):
         ]
 
 
+class AuditEventResource(ResourceType):
+    """The audit log, read-only: admins see every event, project admins the
+    events of their projects' objects, nobody else any."""
+
+    name = "audit_event"
+    model = AuditEvent
+    reach = AuditReach(AUDIT_EVENT)
+    filtering = ("id", "dts", "actor", "action", "object_type", "object_id")
+    ordering = ("id", "dts")
+
+    def fields(self):
+        return [
+            field(DateTime(), "dts", readonly=True, help_text="When it happened."),
+            field(Text(255), "actor", readonly=True,
+                  help_text="user:<username>, or cli:<os user> for jobrunner-admin."),
+            field(Text(32), "action", readonly=True,
+                  help_text="create, update, delete, schedule, kill, login or login_failed."),
+            field(Text(64), "object_type", readonly=True,
+                  help_text="The resource name of the object (user, job, run, ...)."),
+            field(Integer(), "object_id", readonly=True, nullable=True),
+            field(Integer(), "project_id", readonly=True, nullable=True,
+                  help_text="The object's project when the event happened, if it has one."),
+            field(JSONValue(), "changes", readonly=True,
+                  help_text="{field: [old, new]}; passwords and secrets only as [redacted]."),
+        ]
+
+
 RESOURCE_TYPES = {
     rt.name: rt
     for rt in (
@@ -330,6 +372,7 @@ RESOURCE_TYPES = {
         RunResource(),
         KillRequestResource(),
         RunLogResource(),
+        AuditEventResource(),
     )
 }
 

@@ -4,6 +4,7 @@ Views hand in validated values; these functions check reach, then turn the
 values into a call of the domain (jobrunner.jobs, jobrunner.scheduling.runs),
 whose errors one exception view turns into JSON answers.
 """
+from .. import audit
 from ..domain_errors import RunConflict
 from ..jobs import check_job
 from ..models import Job, JobTemplate, RescheduleExclude, Run, Worker, WorkerPool, utcnow
@@ -56,8 +57,9 @@ def apply_job_values(request, job, values, template_permission=Permission.EDIT):
             job.parent = (None if parent_id is None
                           else related(request, "job", Job, parent_id, field="parent"))
         excludes = values.pop("reschedule_excludes", None)
-        if "notification_addresses" in values:
-            job.notification_addresses = addresses_text(values.pop("notification_addresses"))
+        for name in ("notification_addresses", "webhook_urls"):
+            if name in values:
+                setattr(job, name, addresses_text(values.pop(name)))
         for name, value in values.items():
             setattr(job, name, value)
         check_job(request.dbsession, job, job.job_template.project)
@@ -126,7 +128,7 @@ def create_run(request, collection, values):
         if job.worker_pool not in worker.pools:
             raise bad_request("Invalid fields.", {"worker": "The worker is not in the job's pool."})
     schedule_dts = values.get("schedule_dts") or utcnow()
-    return runs.create_run(
+    run = runs.create_run(
         request.dbsession,
         job,
         schedule_dts,
@@ -134,6 +136,8 @@ def create_run(request, collection, values):
         schedule_children=values.get("schedule_children", True),
         worker_id=worker_id,
     )
+    audit.record_schedule(request.dbsession, run)
+    return run
 
 
 def update_run(request, item, values):
@@ -189,7 +193,9 @@ def create_kill_request(request, collection, values):
         raise bad_request(
             "Invalid fields.", {name: "Set by the worker, not on create." for name in values}
         )
-    return runs.request_kill(request.dbsession, run)
+    kill_request = runs.request_kill(request.dbsession, run)
+    audit.record_kill(request.dbsession, run)
+    return kill_request
 
 
 def update_kill_request(request, item, values):

@@ -73,6 +73,7 @@ def dump(dbsession):
             {"title": pool.title, "description": pool.description,
              "workers": sorted(worker.api_key for worker in pool.workers),
              "notification_addresses": address_list(pool.notification_addresses),
+             "webhook_urls": address_list(pool.webhook_urls),
              "enqueue_is_enabled": pool.enqueue_is_enabled}
             for pool in pools
         ],
@@ -81,6 +82,7 @@ def dump(dbsession):
              "groups": names(project.groups), "auth_groups": names(project.auth_groups),
              "worker_pools": sorted(pool.title for pool in project.worker_pools),
              "notification_addresses": address_list(project.notification_addresses),
+             "webhook_urls": address_list(project.webhook_urls),
              "enqueue_is_enabled": project.enqueue_is_enabled}
             for project in projects
         ],
@@ -88,6 +90,7 @@ def dump(dbsession):
             {"project": project_title, "title": template.title,
              "description": template.description, "body": template.body,
              "notification_addresses": address_list(template.notification_addresses),
+             "webhook_urls": address_list(template.webhook_urls),
              "enqueue_is_enabled": template.enqueue_is_enabled}
             for template, project_title in templates
         ],
@@ -116,6 +119,8 @@ def _dump_job(job, template_title, project_title, schedule_dts):
             for exclude in job.reschedule_excludes
         ],
         "notification_addresses": address_list(job.notification_addresses),
+        "webhook_urls": address_list(job.webhook_urls),
+        "webhook_on_success": job.webhook_on_success,
         "run_on_all_workers": job.run_on_all_workers,
         "schedule_children_on_error": job.schedule_children_on_error,
         "disable_enqueue_after_fails": job.disable_enqueue_after_fails,

@@ -9,7 +9,7 @@ import re
 import yaml
 
 from ..jobs import INTERVAL_TYPES, parse_interval_type
-from ..values import parse_addresses, parse_datetime, parse_time_of_day
+from ..values import parse_addresses, parse_datetime, parse_time_of_day, parse_webhook_urls
 
 
 class LoadError(Exception):
@@ -160,6 +160,14 @@ def addresses(value):
     if not isinstance(value, list):
         raise ValueError(f"must be a list, not {describe(value)}")
     return parse_addresses(value)
+
+
+def webhook_urls(value):
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list, not {describe(value)}")
+    return parse_webhook_urls(value)
 
 
 def time_of_day(value):

@@ -102,8 +102,9 @@ class Load:
         for field, resolve in section.relations.items():
             if field in values:
                 values[field] = resolve(self, entry, field, values[field], scope)
-        if "notification_addresses" in values:
-            values["notification_addresses"] = addresses_text(values["notification_addresses"])
+        for name in ("notification_addresses", "webhook_urls"):
+            if name in values:
+                values[name] = addresses_text(values[name])
         extras = {name: values.pop(name) for name in section.extras if name in values}
         changed = []
         if created:

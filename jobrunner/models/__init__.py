@@ -4,6 +4,7 @@ from sqlalchemy import engine_from_config, event
 from sqlalchemy.orm import configure_mappers, sessionmaker
 
 from .meta import Base, metadata, utcnow  # noqa: F401
+from .observability import AuditEvent, RunPurgeTally, WebhookDelivery  # noqa: F401
 from .tables import (  # noqa: F401
     Group,
     IntervalType,

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -72,6 +73,7 @@ class Project(Base):
     title: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     notification_addresses: Mapped[str] = mapped_column(Text, default="")
+    webhook_urls: Mapped[str] = mapped_column(Text, default="", server_default="")
     enqueue_is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     groups: Mapped[list[Group]] = relationship(secondary=project_groups, order_by=Group.id)
     auth_groups: Mapped[list[Group]] = relationship(
@@ -105,6 +107,7 @@ class WorkerPool(Base):
     title: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     notification_addresses: Mapped[str] = mapped_column(Text, default="")
+    webhook_urls: Mapped[str] = mapped_column(Text, default="", server_default="")
     enqueue_is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # Set when the "unresponsive" mail went out; cleared when a worker answers
     # again, so an outage is reported once.
@@ -126,6 +129,7 @@ class JobTemplate(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
     notification_addresses: Mapped[str] = mapped_column(Text, default="")
+    webhook_urls: Mapped[str] = mapped_column(Text, default="", server_default="")
     enqueue_is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     project: Mapped[Project] = relationship(back_populates="job_templates")
     jobs: Mapped[list["Job"]] = relationship(back_populates="job_template")
@@ -152,8 +156,12 @@ class Job(Base):
         Enum(IntervalType, native_enum=False, length=10, create_constraint=False)
     )
     notification_addresses: Mapped[str] = mapped_column(Text, default="")
+    webhook_urls: Mapped[str] = mapped_column(Text, default="", server_default="")
     run_on_all_workers: Mapped[bool] = mapped_column(Boolean, default=False)
     schedule_children_on_error: Mapped[bool] = mapped_column(Boolean, default=False)
+    webhook_on_success: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     fail_times: Mapped[int] = mapped_column(Integer, default=0)
     disable_enqueue_after_fails: Mapped[int | None] = mapped_column(Integer)
     last_completed_schedule_id: Mapped[int | None] = mapped_column(Integer)

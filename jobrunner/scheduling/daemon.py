@@ -16,6 +16,8 @@ import transaction
 
 from ..models import begin_write, get_engine, get_session_factory, get_tm_session, utcnow
 from . import mail
+from .retention import Retention
+from .webhooks import WebhookSender
 from .duties import (
     check_pool,
     expand_run,
@@ -40,6 +42,19 @@ def mailer_from_settings(settings):
     return mail.build_mailer(settings)
 
 
+def in_own_transaction(session_factory, work, write=True):
+    """work(dbsession) in a plain session committed at the end (no mail)."""
+    dbsession = session_factory()
+    try:
+        if write:
+            begin_write(dbsession)
+        result = work(dbsession)
+        dbsession.commit()
+        return result
+    finally:
+        dbsession.close()
+
+
 class Scheduler:
     """One scheduler: its own transaction manager, so its mail goes out only
     when the transaction that caused it commits. `settings` is a
@@ -51,6 +66,14 @@ class Scheduler:
         self.interval = settings.scheduler_interval
         self.tm = transaction.TransactionManager(explicit=True)
         self.context = mail.mail_context_from_settings(settings, mailer, self.tm)
+        self.retention = Retention(settings)
+        # The senders' threads store outcomes in sessions of their own: the
+        # transaction manager above belongs to the loop's thread.
+        self.webhooks = WebhookSender(
+            lambda work, write=True: in_own_transaction(session_factory, work, write),
+            settings.webhook_secret,
+            settings.webhook_timeout,
+        )
         self.iterations = 0
         self.failed_iterations = 0
         self._failing = False
@@ -88,7 +111,7 @@ class Scheduler:
         """One pass over every duty. Returns what was done, for logs and tests."""
         settings, context = self.settings, self.context
         summary = {"expanded": 0, "failed": 0, "freed": 0, "alerted": 0, "recovered": 0,
-                   "timed_out": 0, "replaced": 0}
+                   "timed_out": 0, "replaced": 0, "webhooks": 0, "purged": 0}
 
         now = utcnow()
         to_expand = self.in_transaction(lambda s: runs_to_expand(s, now), write=False)
@@ -132,6 +155,9 @@ class Scheduler:
         ):
             if outcome:
                 summary[outcome] += 1
+
+        summary["webhooks"] = self.webhooks.deliver_due()
+        summary["purged"] = self.retention.run(self.in_transaction, stop_event)
         return summary
 
     def run(self, stop_event):
@@ -156,6 +182,8 @@ class Scheduler:
                     log.info("scheduler: %s", ", ".join(f"{k} {v}" for k, v in summary.items() if v))
             self.iterations += 1
             stop_event.wait(self.interval)
+        # Attempts under way finish (each within its timeouts) and are stored.
+        self.webhooks.shutdown()
         log.info("scheduler stopped")
 
 
@@ -183,7 +211,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="jobrunner-scheduler",
         description="Job-Runner scheduler: run-on-all-workers expansion, unresponsive "
-        "workers and pools (settings from the [app:main] section).",
+        "workers and pools, webhook delivery, retention (settings from the [app:main] section).",
     )
     parser.add_argument("config_uri", help="the paste ini file, e.g. production.ini")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -26,7 +26,7 @@ from sqlalchemy import and_, exists, or_, select
 
 from ..models import Job, Run, Worker, WorkerPool
 from ..models.tables import worker_pool_workers
-from . import mail
+from . import notify
 from .returns import process_return
 from .runs import RunConflict, append_log, create_run, mark_returned, reset_claim
 
@@ -285,7 +285,7 @@ def check_pool(dbsession, pool_id, now, settings, context):
     ).all()
     pool.unresponsive_since_dts = now
     dbsession.flush()
-    mail.send_pool_unresponsive(context, pool, workers)
+    notify.pool_unresponsive(dbsession, context, pool, workers)
     log.warning("worker pool %r is unresponsive", pool.title)
     return "alerted"
 

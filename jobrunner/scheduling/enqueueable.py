@@ -23,6 +23,24 @@ def switches_enabled():
     )
 
 
+def due_conditions(now):
+    """A run is due: scheduled (not claimed, not returned), its time has
+    come, and nothing switched it off. A manual run ignores the job,
+    template, project and pool switches. Over Run joined as join_switches."""
+    run = Run.__table__.c
+    return [
+        run.enqueue_dts.is_(None),
+        run.return_dts.is_(None),
+        run.schedule_dts <= now,
+        or_(run.is_manual.is_(True), switches_enabled()),
+    ]
+
+
+def due_runs(query, now):
+    """Narrows a SELECT over runs to the due ones (any worker)."""
+    return join_switches(query).where(*due_conditions(now))
+
+
 def enqueueable_conditions(worker, now, earliest_only):
     """WHERE clauses over Run joined to Job, JobTemplate, Project, WorkerPool."""
     if not worker.enqueue_is_enabled:
@@ -33,9 +51,7 @@ def enqueueable_conditions(worker, now, earliest_only):
     )
     other = OTHER_RUN.c
     conditions = [
-        run.enqueue_dts.is_(None),
-        run.return_dts.is_(None),
-        run.schedule_dts <= now,
+        *due_conditions(now),
         or_(
             run.worker_id == worker.id,
             and_(
@@ -103,4 +119,4 @@ def enqueueable_run_ids(worker, now):
     )
 
 
-__all__ = ["enqueueable_runs", "enqueueable_run_ids"]
+__all__ = ["due_runs", "enqueueable_runs", "enqueueable_run_ids"]

@@ -77,15 +77,21 @@ def split_addresses(*texts):
     return seen
 
 
-def job_recipients(job, admin_emails):
+def gather_from_job(job, field, *extra):
+    """A one-per-line field of the job, its template, its project and its
+    pool (notification addresses, webhook URLs), each entry once."""
     template = job.job_template
     return split_addresses(
-        job.notification_addresses,
-        template.notification_addresses,
-        template.project.notification_addresses,
-        job.worker_pool.notification_addresses,
-        admin_emails,
+        getattr(job, field),
+        getattr(template, field),
+        getattr(template.project, field),
+        getattr(job.worker_pool, field),
+        *extra,
     )
+
+
+def job_recipients(job, admin_emails):
+    return gather_from_job(job, "notification_addresses", admin_emails)
 
 
 def _send(context, subject, recipients, body):

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from ..domain_errors import InvalidFields
 from ..jobs import has_pending_run
 from ..models import Run, utcnow
-from . import mail
+from . import notify
 from .schedule import RescheduleError, Schedule, first_time, next_time
 from .runs import create_run
 
@@ -83,7 +83,7 @@ def schedule_next(dbsession, job, context, now):
     try:
         when = next_time(schedule, last, now, context.tz, earlier=earlier)
     except (RescheduleError, ValueError) as exc:
-        mail.send_reschedule_error(context, job, str(exc))
+        notify.reschedule_failed(dbsession, context, job, str(exc))
         return None
     return create_run(dbsession, job, when, is_manual=False)
 

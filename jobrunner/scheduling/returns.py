@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from ..models import Job, Run, RunLog, utcnow
-from . import mail
+from . import notify
 from .kills import killed_run_ids
 from .next_run import next_run_at_return
 from .runs import append_log, create_run
@@ -34,10 +34,11 @@ def process_return(dbsession, run, context, killed=False):
         return
     if run.return_success:
         job.fail_times = 0
+        notify.run_succeeded(dbsession, context, run)
     else:
         job.fail_times = (job.fail_times or 0) + 1
         log_text = dbsession.scalar(select(RunLog.content).where(RunLog.run_id == run.id))
-        mail.send_run_error(context, run, log_text, killed=killed)
+        notify.run_failed(dbsession, context, run, log_text, killed=killed)
         if (
             job.disable_enqueue_after_fails is not None
             and job.fail_times > job.disable_enqueue_after_fails

@@ -6,6 +6,7 @@ from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.request import RequestLocalCache
 from sqlalchemy import select
 
+from ..audit import actor_of_user, set_actor
 from ..models import User, Worker
 from ..signing import compute_signature, is_api_key_header, parse_authorization, signature_matches
 from .permissions import ADMIN_PRINCIPAL, group_principal, worker_principal
@@ -117,7 +118,12 @@ class JobRunnerSecurityPolicy:
     def load_identity(self, request):
         if is_hmac_request(request):
             return self.hmac.identity(request)
-        return self.session.identity(request)
+        identity = self.session.identity(request)
+        if identity is not None:
+            # What this user changes in this request is audited as his;
+            # a worker's traffic never is.
+            set_actor(request.dbsession, actor_of_user(identity.user))
+        return identity
 
     def authenticated_userid(self, request):
         identity = request.identity

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow, Authenticated
 from sqlalchemy import Select, false, literal_column, select, union
 
-from ..models import Group, Job, JobTemplate, KillRequest, Project, Run, RunLog, Worker, WorkerPool
+from ..models import AuditEvent, Group, Job, JobTemplate, KillRequest, Project, Run, RunLog, Worker, WorkerPool
 from ..models.tables import (
     project_auth_groups,
     project_groups,
@@ -182,6 +182,8 @@ _WORKER_IN_POOL = Hang(
 )
 WORKER = Hang(Worker.id, worker_pool_workers.c.worker_id, _WORKER_IN_POOL)
 GROUP = Hang(Group.id, project_groups.c.group_id, Hang(project_groups.c.project_id))
+# An audit event keeps the project its object belonged to.
+AUDIT_EVENT = Hang(AuditEvent.project_id)
 
 
 # --- reach of a kind of object -------------------------------------------------
@@ -249,3 +251,20 @@ class GroupReach(SharedReach):
         workers = project_acl(dbsession, self.hang.project_ids_of(obj), view_only=True,
                               ways=(WORKER_OF_POOL,))
         return workers + [(Allow, group_principal(obj.name), Permission.VIEW), DENY_ALL]
+
+
+class AuditReach(Reach):
+    """The events of a project's objects are for the project's admin groups;
+    the other events (users, groups, pools, workers, logins) for admins."""
+
+    def narrow(self, query, identity):
+        project_ids = managed_project_ids(identity)
+        if project_ids is None:
+            return query
+        return query.where(self.hang.in_projects(project_ids))
+
+    def acl(self, dbsession, obj):
+        if obj.project_id is None:
+            return [(Allow, ADMIN_PRINCIPAL, ALL_PERMISSIONS), DENY_ALL]
+        admins = project_acl(dbsession, [obj.project_id], view_only=True, ways=(ADMIN,))
+        return admins + [DENY_ALL]

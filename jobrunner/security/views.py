@@ -7,9 +7,15 @@ from pyramid.security import NO_PERMISSION_REQUIRED, forget, remember
 from pyramid.view import view_config
 from sqlalchemy import select
 
+from .. import audit
 from ..errors import json_error
 from ..models import User
 from .passwords import check_password
+
+
+# pyramid_tm's commit veto reads it; the metrics tween removes it from the
+# answer again.
+COMMIT_ANYWAY_HEADER = "x-tm"
 
 
 def _safe_next(value):
@@ -49,18 +55,25 @@ def login(request):
     )
     valid = check_password(user.password_hash if user else "", password)
     if not (valid and user.is_active):
+        audit.record(request.dbsession, "login_failed", "user", user.id if user else None,
+                     actor=f"user:{username.replace(chr(0), '')[:200]}")
         message = "Wrong username or password."
         if wants_json:
-            return json_error(request, 400, message)
-        from pyramid.renderers import render_to_response
+            response = json_error(request, 400, message)
+        else:
+            from pyramid.renderers import render_to_response
 
-        response = render_to_response(
-            "jobrunner:templates/login.jinja2",
-            {"error": message, "username": username, "next": _safe_next(data.get("next"))},
-            request=request,
-        )
-        response.status = 400
+            response = render_to_response(
+                "jobrunner:templates/login.jinja2",
+                {"error": message, "username": username, "next": _safe_next(data.get("next"))},
+                request=request,
+            )
+            response.status = 400
+        # A 4xx answer rolls the transaction back; the failed login's audit
+        # event must stay.
+        response.headers[COMMIT_ANYWAY_HEADER] = "commit"
         return response
+    audit.record(request.dbsession, "login", "user", user.id, actor=audit.actor_of_user(user))
     headers = remember(request, user.id)
     # A fresh token after login: a token planted before cannot be reused.
     token = new_csrf_token(request)

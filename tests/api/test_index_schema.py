@@ -8,10 +8,12 @@ RESOURCES = {
     "group": (["get"], ["get"], {"name"}, set()),
     "project": (
         ["get"], ["get"],
-        {"title", "description", "enqueue_is_enabled", "worker_pools", "auth_groups"},
+        {"title", "description", "enqueue_is_enabled", "worker_pools", "auth_groups", "webhook_urls"},
         set(),
     ),
-    "worker_pool": (["get"], ["get"], {"title", "description", "enqueue_is_enabled", "workers"}, set()),
+    "worker_pool": (
+        ["get"], ["get"], {"title", "description", "enqueue_is_enabled", "workers", "webhook_urls"}, set()
+    ),
     "worker": (
         ["get"], ["get", "patch"],
         {"title", "description", "api_key", "enqueue_is_enabled", "ping_response_dts",
@@ -19,7 +21,8 @@ RESOURCES = {
         {"api_key"},
     ),
     "job_template": (
-        ["get"], ["get"], {"title", "description", "body", "enqueue_is_enabled", "project"}, set()
+        ["get"], ["get"], {"title", "description", "body", "enqueue_is_enabled", "project", "webhook_urls"},
+        set(),
     ),
     "job": (
         ["get", "post"], ["get", "put", "patch"],
@@ -27,7 +30,7 @@ RESOURCES = {
          "script_content", "script_content_partial", "enqueue_is_enabled", "reschedule_interval",
          "reschedule_interval_type", "reschedule_excludes", "run_on_all_workers",
          "schedule_children_on_error", "notification_addresses", "disable_enqueue_after_fails",
-         "fail_times", "last_completed_schedule_id",
+         "fail_times", "last_completed_schedule_id", "webhook_urls", "webhook_on_success",
          # schedules: cron, time zones, overlap, timeouts, retries, misfires
          "cron_expression", "timezone", "concurrency_policy", "timeout", "retries", "retry_delay",
          "misfire_policy", "first_run_at"},
@@ -45,6 +48,11 @@ RESOURCES = {
         {"schedule_dts"},
     ),
     "run_log": (["get", "post"], ["get", "patch"], {"run", "content"}, set()),
+    "audit_event": (
+        ["get"], ["get"],
+        {"dts", "actor", "action", "object_type", "object_id", "project_id", "changes"},
+        {"dts", "actor", "action", "object_type", "object_id", "project_id", "changes"},
+    ),
 }
 
 # The filters SPEC section 3 names for each resource.
@@ -59,6 +67,7 @@ SPEC_FILTERS = {
             "job__job_template", "project_id"},
     "kill_request": {"run", "execute_dts", "enqueue_dts", "run__worker__api_key", "project_id"},
     "run_log": {"run", "project_id"},
+    "audit_event": {"actor", "action", "object_type", "object_id", "dts"},
 }
 
 FIELD_KEYS = {"type", "nullable", "blank", "readonly", "help_text", "default", "unique"}

@@ -39,7 +39,7 @@ def test_one_pass_does_every_duty_and_mails_after_each_commit(
     summary = rolled_back_scheduler.run_once()
 
     assert summary == {"expanded": 1, "failed": 1, "freed": 1, "alerted": 1, "recovered": 0,
-                       "timed_out": 0, "replaced": 0}
+                       "timed_out": 0, "replaced": 0, "webhooks": 0, "purged": 0}
     dbsession.expire_all()
     assert dbsession.get(Run, started.id).return_success is False
     assert dbsession.get(Run, queued.id).worker_id is None
