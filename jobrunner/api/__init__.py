@@ -2,6 +2,8 @@
 import json
 
 
+from ..security.policies import SENT_METHOD_KEY
+
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
@@ -23,6 +25,9 @@ def request_guard_tween_factory(handler, registry):
         if override and request.method == "POST":
             method = override.strip().upper()
             if method in ("PATCH", "PUT", "DELETE"):
+                # Tastypie clients sign the method they send (POST), others
+                # the one they mean: the signature check accepts either.
+                request.environ[SENT_METHOD_KEY] = request.method
                 request.method = method
         length = request.content_length
         if length is not None and length > limit:

@@ -92,6 +92,8 @@ class ResourceType:
     relations = {}
     # fields a project admin (TOGGLE_JOB) may change without EDIT
     toggle_fields = ()
+    # read-only fields that a create sets itself: a body may repeat the value
+    fixed_on_create = {}
     project_scoped = True
 
     def __init__(self):
@@ -132,7 +134,7 @@ class GroupResource(ResourceType):
     project_scoped = False
 
     def fields(self):
-        return [field(Text(255), "name", required=True, unique=True, help_text="Group name.")]
+        return [field(Text(255, single_line=True), "name", required=True, unique=True, help_text="Group name.")]
 
     def narrow(self, query, identity):
         if identity.is_admin:
@@ -173,7 +175,7 @@ class ProjectResource(ResourceType):
 
     def fields(self):
         return [
-            field(Text(255), "title", required=True, unique=True),
+            field(Text(255, single_line=True), "title", required=True, unique=True),
             field(Text(), "description"),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(ToMany("worker_pool"), "worker_pools", kind="to_many"),
@@ -199,7 +201,7 @@ class WorkerPoolResource(ResourceType):
 
     def fields(self):
         return [
-            field(Text(255), "title", required=True, unique=True),
+            field(Text(255, single_line=True), "title", required=True, unique=True),
             field(Text(), "description"),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(ToMany("worker"), "workers", kind="to_many"),
@@ -235,7 +237,7 @@ class WorkerResource(ResourceType):
 
     def fields(self):
         return [
-            field(Text(255), "title", required=True),
+            field(Text(255, single_line=True), "title", required=True),
             field(Text(), "description"),
             field(Text(255), "api_key", readonly=True, unique=True),
             field(Boolean(), "enqueue_is_enabled", default=True),
@@ -288,7 +290,7 @@ class JobTemplateResource(ResourceType):
 
     def fields(self):
         return [
-            field(Text(255), "title", required=True),
+            field(Text(255, single_line=True), "title", required=True),
             field(Text(), "description"),
             field(Text(), "body", help_text="The script; {{ content }} marks where a job's script goes."),
             field(Boolean(), "enqueue_is_enabled", default=True),
@@ -319,7 +321,7 @@ class JobResource(ResourceType):
 
     def fields(self):
         return [
-            field(Text(255), "title", required=True),
+            field(Text(255, single_line=True), "title", required=True),
             field(Text(), "description"),
             field(ToOne("job_template"), "job_template", required=True, attr="job_template_id", kind="to_one"),
             field(ToOne("worker_pool"), "worker_pool", required=True, attr="worker_pool_id", kind="to_one",
@@ -359,6 +361,8 @@ class JobResource(ResourceType):
 class RunResource(ResourceType):
     name = "run"
     model = Run
+    # A run posted through the API is manual, whoever posts it.
+    fixed_on_create = {"is_manual": True}
     list_methods = ("get", "post")
     detail_methods = ("get", "patch")
     filtering = (

@@ -260,10 +260,20 @@ def test_method_override_patch_on_post_is_a_signed_patch(world, testapp, dbsessi
     assert dbsession.get(Worker, world.worker.id).worker_version == "9.9"
 
 
-def test_method_override_signed_as_post_is_401(world, testapp, dbsession):
+def test_method_override_signed_as_post_is_accepted(world, testapp, dbsession):
+    # Tastypie clients sign the method on the wire, POST.
     path = uri("worker", world.worker)
     res = signed_request(testapp, world.worker, "POST", path, b'{"worker_version": "6.6"}',
                          sign_method="POST", headers={"X-HTTP-Method-Override": "PATCH"})
+    assert res.status_int == 202, res.text
+    dbsession.expire_all()
+    assert dbsession.get(Worker, world.worker.id).worker_version == "6.6"
+
+
+def test_method_override_signed_over_another_method_is_401(world, testapp, dbsession):
+    path = uri("worker", world.worker)
+    res = signed_request(testapp, world.worker, "POST", path, b'{"worker_version": "6.6"}',
+                         sign_method="PUT", headers={"X-HTTP-Method-Override": "PATCH"})
     assert_error(res, 401)
     dbsession.expire_all()
     assert dbsession.get(Worker, world.worker.id).worker_version != "6.6"
