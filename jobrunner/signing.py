@@ -66,7 +66,7 @@ def v2_string_to_sign(method, path_qs, timestamp, nonce, body=b""):
         method.upper().encode("ascii"),
         _bytes(path_qs),
         str(timestamp).encode("ascii"),
-        nonce.encode("ascii"),
+        _bytes(nonce),
         hashlib.sha256(_bytes(body)).hexdigest().encode("ascii"),
     ))
 

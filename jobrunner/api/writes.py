@@ -197,6 +197,7 @@ def create_run(request, collection, values):
         if job.worker_pool not in worker.pools:
             raise bad_request("Invalid fields.", {"worker": "The worker is not in the job's pool."})
     schedule_dts = values.get("schedule_dts") or utcnow()
+    _check_schedule(schedule_dts)
     return run_rules.create_run(
         request.dbsession,
         job,
@@ -258,6 +259,8 @@ def update_run(request, item, values):
     returning = values.get("return_dts") is not None
     if "return_dts" in values and values["return_dts"] is None:
         values.pop("return_dts")
+    if "schedule_dts" in values:
+        _check_schedule(values["schedule_dts"])
     for name in ("start_dts", "pid", "schedule_dts", "schedule_children"):
         if name in values:
             setattr(run, name, values.pop(name))
@@ -274,6 +277,13 @@ def update_run(request, item, values):
     elif "return_success" in values:
         run.return_success = values.pop("return_success")
     return run
+
+
+def _check_schedule(schedule_dts):
+    try:
+        run_rules.check_schedule_dts(schedule_dts)
+    except run_rules.InvalidSchedule as exc:
+        raise bad_request("Invalid fields.", {"schedule_dts": str(exc)})
 
 
 def _require_holder(request, run):

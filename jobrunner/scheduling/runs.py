@@ -3,6 +3,8 @@
 Plain functions over a SQLAlchemy session: the views are thin wrappers and the
 scheduler daemon calls the same code.
 """
+from datetime import timedelta
+
 from sqlalchemy import select, update
 
 from ..models import Job, Run, RunLog, utcnow
@@ -11,6 +13,21 @@ from .enqueueable import enqueueable_run_ids
 
 class RunConflict(Exception):
     """The run's state does not allow what was asked (HTTP 409)."""
+
+
+# A schedule further away than this is a typing error, not a plan; and the
+# reschedule arithmetic stays far from the year 9999.
+SCHEDULE_REACH = timedelta(days=100 * 366)
+
+
+class InvalidSchedule(ValueError):
+    """A schedule_dts outside the range a run may have (HTTP 400)."""
+
+
+def check_schedule_dts(schedule_dts, now=None):
+    now = now or utcnow()
+    if not now - SCHEDULE_REACH <= schedule_dts <= now + SCHEDULE_REACH:
+        raise InvalidSchedule("A run's schedule must lie within 100 years of now.")
 
 
 def lock_job(dbsession, job_id):
