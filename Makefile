@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench fuzz clean
 
 $(BIN)/jobrunner-admin: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: install
 # The whole test suite: SQLite by default; set JOBRUNNER_TEST_DATABASE_URL for PostgreSQL.
 test: install
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+
+# The API fuzz suite with a long profile (the test suite runs 10,000 requests).
+fuzz: install
+	JOBRUNNER_FUZZ_REQUESTS=$${JOBRUNNER_FUZZ_REQUESTS:-200000} $(BIN)/python -m pytest -q tests/fuzz
 
 bench: install
 	$(BIN)/python bench/run.py
