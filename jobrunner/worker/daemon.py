@@ -8,7 +8,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 
 from . import executor
 from .client import (
@@ -21,7 +20,7 @@ from .client import (
     response_json,
     utc_now_iso,
 )
-from .config import config_from_command_line, worker_version
+from .config import config_from_command_line, security_warnings, worker_version
 from .logbuffer import LogBuffer, append_within
 
 log = logging.getLogger("jobrunner.worker")
@@ -126,11 +125,40 @@ class LiveLogReporter(threading.Thread):
         self.join()
 
 
+class Heartbeat(threading.Thread):
+    """Pings every ping_interval on its own thread: a worker that is still
+    settling an earlier start's runs, or cannot report one run, stays known
+    as alive and keeps its other runs."""
+
+    def __init__(self, worker_daemon):
+        super().__init__(name="heartbeat", daemon=True)
+        self.worker_daemon = worker_daemon
+        self._stop_requested = threading.Event()
+
+    def run(self):
+        daemon = self.worker_daemon
+        failures = 0
+        while not self._stop_requested.is_set():
+            _ok, transient = daemon._step(daemon.ping)
+            if transient:
+                delay = min(daemon.config.ping_interval, backoff_delay(failures))
+                failures += 1
+            else:
+                delay = daemon.config.ping_interval
+                failures = 0
+            if self._stop_requested.wait(delay):
+                return
+
+    def stop(self):
+        self._stop_requested.set()
+        self.join()
+
+
 class RunHandler(threading.Thread):
     """Executes one claimed run and reports it back to the server."""
 
     def __init__(self, worker_daemon, run):
-        super().__init__(name=f"run-{run['id']}", daemon=True)
+        super().__init__(name=f"run-{run.get('id')}", daemon=True)
         self.worker_daemon = worker_daemon
         self.client = worker_daemon.client
         self.config = worker_daemon.config
@@ -138,6 +166,7 @@ class RunHandler(threading.Thread):
         self.run_uri = run["resource_uri"]
         self.kill_event = threading.Event()
         self.pid = None
+        self.started = False
         self._kill_requests = []
         self._closed = False
         self._lock = threading.Lock()
@@ -164,6 +193,9 @@ class RunHandler(threading.Thread):
             log.warning("run %s abandoned: %s", self.run_uri, error)
         except Exception:
             log.exception("run %s: unexpected error; the run is given up", self.run_uri)
+            if not self.started:
+                # Never leave a claim held for a run that will not run here.
+                self._release_claim()
         finally:
             self._close_kill_requests()
             self.worker_daemon.run_finished(self)
@@ -175,13 +207,19 @@ class RunHandler(threading.Thread):
 
     def _execute(self):
         force = self.worker_daemon.force_event
+        run_id = self.run_obj.get("id")
         try:
+            if isinstance(run_id, bool) or not isinstance(run_id, int):
+                raise ApiError("GET", self.run_uri, 200, f"the run's id {run_id!r} is no integer")
             job = self.client.get_json(self.run_obj["job"], abort=force)
-        except ApiError as error:
-            log.error("run %s: cannot read its job, giving up: %s", self.run_uri, error)
+            if not isinstance(job, dict) or not isinstance(job.get("script_content"), str):
+                raise ApiError("GET", str(self.run_obj["job"]), 200, "the job has no script_content")
+        except (ApiError, KeyError, TypeError) as error:
+            log.error("run %s: cannot handle it here, giving it back: %s", self.run_uri, error)
             self._release_claim()
             return
-        script_content = job.get("script_content") or ""
+        script_content = job["script_content"]
+        env = executor.script_environment(run_id, job.get("title"), self.config.api_base_url)
 
         log_buffer = LogBuffer(self.config.max_log_bytes)
         writer = RunLogWriter(self.client, self.run_obj, self.run_obj.get("run_log"), force)
@@ -192,6 +230,7 @@ class RunHandler(threading.Thread):
 
         def on_started(pid):
             self.pid = pid
+            self.started = True
             response = self._patch_run({"start_dts": start_dts, "pid": pid})
             if response.status_code not in (200, 202, 204):
                 log.error(
@@ -211,7 +250,8 @@ class RunHandler(threading.Thread):
                 on_started=on_started,
                 kill_event=self.kill_event,
                 kill_grace_seconds=self.worker_daemon.kill_grace_seconds,
-                script_prefix=f"jobrunner-run-{self.run_obj['id']}-",
+                script_prefix=f"jobrunner-run-{run_id}-",
+                env=env,
             )
         finally:
             if reporter.is_alive():
@@ -263,7 +303,7 @@ class RunHandler(threading.Thread):
         """Give the run back to the queue when it cannot be executed here."""
         try:
             response = self._patch_run({"enqueue_dts": None, "start_dts": None})
-        except RetryAborted:
+        except (RetryAborted, ApiError):
             return
         if response.status_code not in (200, 202, 204):
             log.error(
@@ -288,7 +328,9 @@ class WorkerDaemon:
         kill_grace_seconds=executor.KILL_GRACE_SECONDS,
     ):
         self.config = config
-        self.client = client or ApiClient(config.api_base_url, config.api_key, config.secret)
+        self.client = client or ApiClient(
+            config.api_base_url, config.api_key, config.secret, ca_bundle=config.ca_bundle
+        )
         self.log_update_interval = log_update_interval
         self.kill_grace_seconds = kill_grace_seconds
         self.version = worker_version()
@@ -355,22 +397,20 @@ class WorkerDaemon:
             self.worker.get("title") or self.config.api_key,
             self.worker["resource_uri"], self.version, self.config.concurrent_jobs,
         )
+        heartbeat = Heartbeat(self)
+        heartbeat.start()
         try:
-            self.ping(retry=True)
-        except RetryAborted:
-            return 0
-        except ApiError as error:
-            log.error("ping refused: %s", error)
-        try:
-            self.recover()
-        except RetryAborted:
-            return 0
-        except ApiError as error:
-            log.error("settling runs left by an earlier start failed: %s", error)
-        return self._loop()
+            try:
+                self.recover()
+            except RetryAborted:
+                return 0
+            except ApiError as error:
+                log.error("settling runs left by an earlier start failed: %s", error)
+            return self._loop()
+        finally:
+            heartbeat.stop()
 
     def _loop(self):
-        next_ping = time.monotonic() + self.config.ping_interval
         failures = 0
         while True:
             self._wake.clear()
@@ -380,13 +420,7 @@ class WorkerDaemon:
             if self.stop_event.is_set() and self.active_run_count == 0:
                 log.info("stopped")
                 return 0
-            transient = False
-            if time.monotonic() >= next_ping:
-                ok, is_transient = self._step(self.ping)
-                transient |= is_transient
-                if ok or not is_transient:
-                    next_ping = time.monotonic() + self.config.ping_interval
-            transient |= self._step(self.process_kill_requests)[1]
+            transient = self._step(self.process_kill_requests)[1]
             if not self.stop_event.is_set():
                 transient |= self._step(self.claim_runs)[1]
             if transient:
@@ -441,8 +475,9 @@ class WorkerDaemon:
             abort=self.stop_event,
         )
         body = response_json(response, "PATCH", self.worker["resource_uri"], (200, 202, 204))
-        if isinstance(body, dict) and body.get("resource_uri"):
-            self.worker = body
+        if isinstance(body, dict):
+            # The worker's URI stays the one it started with.
+            self.worker = {**body, "resource_uri": self.worker["resource_uri"]}
 
     def recover(self):
         """Settle what an earlier process of this worker left behind."""
@@ -501,10 +536,19 @@ class WorkerDaemon:
         page = self.client.get_json(
             API + "run/", {"state": "enqueueable", "limit": free}, retry=False
         )
-        for run in (page.get("objects") or [])[:free]:
+        objects = page.get("objects") if isinstance(page, dict) else None
+        for run in (objects if isinstance(objects, list) else [])[:free]:
             if self.stop_event.is_set():
                 return
-            claimed = self.claim(run)
+            if not isinstance(run, dict) or not isinstance(run.get("resource_uri"), str):
+                log.warning("skipping an enqueueable entry without resource_uri: %r", run)
+                continue
+            try:
+                claimed = self.claim(run)
+            except ApiError as error:
+                # One bad entry (a URL elsewhere, say) spoils no other claim.
+                log.warning("not claiming %r: %s", run.get("resource_uri"), error)
+                continue
             if claimed is not None:
                 self._start(claimed)
 
@@ -525,7 +569,8 @@ class WorkerDaemon:
         if response.status_code in (200, 202):
             log.info("claimed run %s", run_uri)
             body = response_json(response, "PATCH", run_uri)
-            return body if isinstance(body, dict) and body.get("resource_uri") else run
+            # The run stays the one claimed, whatever URI the answer names.
+            return {**run, **(body if isinstance(body, dict) else {}), "resource_uri": run_uri}
         if response.status_code == 409:
             if answer_lost:
                 current = self.client.get_json(run_uri, abort=self.stop_event)
@@ -602,6 +647,8 @@ class WorkerDaemon:
 def main(argv=None):
     config = config_from_command_line(argv)
     configure_logging(config.log_level)
+    for warning in security_warnings(config):
+        log.warning("%s", warning)
     daemon = WorkerDaemon(config)
     daemon.install_signal_handlers()
     return daemon.run()

@@ -25,6 +25,7 @@ from sqlalchemy.orm import selectinload
 
 from jobrunner import main
 from jobrunner.models import Job, JobTemplate, KillRequest, Run, RunLog, Worker, WorkerPool
+from jobrunner.signing import parse_header
 from jobrunner.worker.config import WorkerConfig
 from jobrunner.worker.daemon import KILLED_NOTE, RESTARTED_NOTE, WorkerDaemon
 
@@ -92,7 +93,8 @@ class Tap:
         except ValueError:
             body = raw
         authorization = environ.get("HTTP_AUTHORIZATION", "")
-        api_key = authorization[len("ApiKey "):].split(":")[0] if authorization else None
+        signed = parse_header(authorization)
+        api_key = signed.api_key if signed is not None else None
 
         rule, answer = self._take_rule(method, path, body)
         if rule is not None and rule["before"] is not None:
