@@ -21,6 +21,7 @@ from ..scheduling import runs as run_rules
 from ..scheduling.mail import mail_context
 from ..scheduling.returns import process_return
 from ..security.permissions import Permission
+from ..security.scope import WORKER_SELF_FIELDS
 from .errors import APIError, bad_request, conflict, forbidden
 from .traversal import item_for
 
@@ -259,8 +260,12 @@ def update_run(request, item, values):
     returning = values.get("return_dts") is not None
     if "return_dts" in values and values["return_dts"] is None:
         values.pop("return_dts")
-    if "schedule_dts" in values:
+    if "schedule_dts" in values and values["schedule_dts"] != run.schedule_dts:
         _check_schedule(values["schedule_dts"])
+        if worker is not None:
+            _require_holder(request, run)
+        if run.return_dts is not None:
+            raise conflict("The run has returned; its schedule is history.")
     for name in ("start_dts", "pid", "schedule_dts", "schedule_children"):
         if name in values:
             setattr(run, name, values.pop(name))
@@ -333,6 +338,7 @@ def _update_for_holder(request, item, values, noun, action):
 def create_run_log(request, collection, values):
     run = related(request, "run", Run, values["run"], Permission.EDIT)
     _require_holder(request, run)
+    _require_not_returned(run)
     existing = request.dbsession.scalar(select(RunLog.id).where(RunLog.run_id == run.id))
     if existing is not None:
         raise conflict(f"The run has a log already: /api/v1/run_log/{existing}/.")
@@ -343,7 +349,14 @@ def create_run_log(request, collection, values):
 
 
 def update_run_log(request, item, values):
+    _require_not_returned(item.obj.run)
     return _update_for_holder(request, item, values, "a log", "writes its log")
+
+
+def _require_not_returned(run):
+    # What a run printed is final once its result is in.
+    if run.return_dts is not None:
+        raise conflict("The run has returned; its log is read-only.")
 
 
 # --- worker ------------------------------------------------------------------
@@ -353,6 +366,16 @@ def update_worker(request, item, values):
     worker = item.obj
     if not request.has_permission(Permission.EDIT, item):
         raise forbidden("A worker changes only itself.")
+    if caller_worker(request) is not None:
+        others = sorted(name for name in values if name not in WORKER_SELF_FIELDS
+                        and values[name] != getattr(worker, name))
+        if others:
+            raise APIError(403, "A worker sets only its ping, version and concurrency.",
+                           {name: "Set by an administrator." for name in others})
+    if "ping_response_dts" in values and values["ping_response_dts"] is not None:
+        # A ping is taken by the server's clock: a client's clock (or a
+        # made-up future) must not keep a dead worker looking alive.
+        values["ping_response_dts"] = utcnow()
     if values.get("concurrent_jobs") is not None and not 0 <= values["concurrent_jobs"] <= 1000:
         raise bad_request("Invalid fields.", {"concurrent_jobs": "Between 0 and 1000."})
     for name, value in values.items():

@@ -54,18 +54,22 @@ def claim_run(dbsession, run, worker, enqueue_dts):
 
 
 def reset_claim(dbsession, run, release_worker):
-    """Back to scheduled; with release_worker any worker of the pool may take it."""
+    """Back to scheduled; with release_worker any worker of the pool may take it.
+
+    Only a run that has not started: a started run's script may be running,
+    and releasing it would let a second worker run it too (a started run is
+    returned, as failed if need be, never put back)."""
     values = {"enqueue_dts": None, "start_dts": None, "pid": None}
     if release_worker:
         values["worker_id"] = None
     result = dbsession.execute(
         update(Run)
-        .where(Run.id == run.id, Run.return_dts.is_(None))
+        .where(Run.id == run.id, Run.return_dts.is_(None), Run.start_dts.is_(None))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
-        raise RunConflict("The run has returned already.")
+        raise RunConflict("Only a run that has not started can be released.")
     dbsession.expire(run)
 
 

@@ -8,6 +8,7 @@ from .headers import add_security_headers
 from .passwords import DEFAULT_MAX_CONCURRENT_HASHES, limit_concurrent_hashes
 from .permissions import Permission  # noqa: F401
 from .policies import JobRunnerSecurityPolicy, is_hmac_request
+from .scope import write_scope
 from .sessions import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_AGE_SECONDS
 
 DEFAULT_SESSION_SECRET = "change-me"
@@ -56,6 +57,7 @@ def signed_identity_tween_factory(handler, registry):
 def includeme(config):
     settings = config.get_settings()
     check_production_secret(settings)
+    config.registry["jobrunner.worker_write_scope"] = write_scope(settings)
     secret = settings.get("jobrunner.session_secret") or DEFAULT_SESSION_SECRET
     idle = int(settings.get("jobrunner.session.idle_timeout") or DEFAULT_IDLE_SECONDS)
     max_age = int(settings.get("jobrunner.session.max_age") or DEFAULT_MAX_AGE_SECONDS)
