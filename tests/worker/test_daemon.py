@@ -349,7 +349,8 @@ def test_pings_with_version_and_concurrency(world, start_daemon):
     assert stored.concurrent_jobs == 3
     assert stored.worker_version and stored.worker_version == pings[0].body["worker_version"]
     assert stored.ping_response_dts >= before
-    assert stored.ping_response_dts == parse(pings[-1].body["ping_response_dts"])
+    # The server stores its own clock's time of the last ping, not the worker's.
+    assert stored.ping_response_dts >= parse(pings[-1].body["ping_response_dts"])
 
 
 def test_script_without_shebang_is_a_failed_run(world, start_daemon):
