@@ -15,6 +15,7 @@ a hash: what remains is the bound's own effect.
 """
 import argparse
 import http.client
+import logging
 import os
 import random
 import statistics
@@ -128,6 +129,9 @@ def measure(max_hashes, seconds, flooders):
 
 
 def main_cli():
+    # The flood's own log lines (failed logins, waitress' queue) drown the table.
+    logging.getLogger("jobrunner").setLevel(logging.CRITICAL)
+    logging.getLogger("waitress").setLevel(logging.CRITICAL)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--flooders", type=int, default=16)

@@ -19,6 +19,7 @@ from ..models import (
 from ..models.tables import project_worker_pools
 from ..scheduling import runs as run_rules
 from ..scheduling.mail import mail_context
+from ..scheduling.reschedule import interval_in_range
 from ..scheduling.returns import process_return
 from ..security.permissions import Permission
 from ..security.scope import WORKER_SELF_FIELDS
@@ -89,6 +90,8 @@ def _check_job(request, job, template):
             errors["reschedule_interval"] = "The interval must be greater than zero."
         elif job.reschedule_interval_type is None:
             errors["reschedule_interval_type"] = "An interval needs an interval type."
+        elif not interval_in_range(job.reschedule_interval, job.reschedule_interval_type, utcnow()):
+            errors["reschedule_interval"] = "The interval must land before year 9999."
     if job.disable_enqueue_after_fails is not None and job.disable_enqueue_after_fails < 0:
         errors["disable_enqueue_after_fails"] = "May not be negative."
     duplicate = dbsession.scalar(

@@ -38,7 +38,7 @@ import math
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Iterable, List, Tuple
 
-__all__ = ["RescheduleError", "next_schedule", "INTERVAL_TYPES"]
+__all__ = ["RescheduleError", "next_schedule", "INTERVAL_TYPES", "interval_in_range"]
 
 INTERVAL_TYPES = ("MINUTE", "HOUR", "DAY", "WEEK", "MONTH")
 
@@ -51,6 +51,16 @@ _MAX_CALENDAR_EXCLUDE_STEPS = 8
 
 class RescheduleError(Exception):
     """The next schedule cannot be computed; ``str(exc)`` gives the reason."""
+
+
+_INTERVAL_DAYS = {"MINUTE": 1 / 1440, "HOUR": 1 / 24, "DAY": 1, "WEEK": 7, "MONTH": 31}
+
+
+def interval_in_range(interval, interval_type, now):
+    """Whether one interval from ``now`` lands before the year 9999."""
+    name = getattr(interval_type, "value", interval_type)
+    days_left = (datetime(9999, 1, 1, tzinfo=timezone.utc) - now).days
+    return interval * _INTERVAL_DAYS.get(name, 31) < days_left
 
 
 ExcludeRange = Tuple[time, time]

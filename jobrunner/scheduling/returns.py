@@ -91,4 +91,9 @@ def reschedule(dbsession, job, context, now):
     except RescheduleError as exc:
         mail.send_reschedule_error(context, job, str(exc))
         return None
+    except (OverflowError, ValueError) as exc:
+        # An interval stored before intervals were bounded: past the year
+        # 9999 there is no next schedule; the return itself still counts.
+        mail.send_reschedule_error(context, job, f"the next schedule is out of range ({exc})")
+        return None
     return create_run(dbsession, job, when, is_manual=False)

@@ -7,7 +7,7 @@ from pyramid.settings import asbool
 from .headers import add_security_headers
 from .passwords import DEFAULT_MAX_CONCURRENT_HASHES, limit_concurrent_hashes
 from .permissions import Permission  # noqa: F401
-from .policies import JobRunnerSecurityPolicy, is_hmac_request
+from .policies import JobRunnerSecurityPolicy, api_key_header, is_hmac_request
 from .scope import write_scope
 from .sessions import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_AGE_SECONDS
 
@@ -36,9 +36,11 @@ def check_production_secret(settings):
 def csrf_required(request):
     # A browser can be tricked into sending a cookie, never a valid worker
     # signature or a bearer token: only those requests go without a token.
-    # An invalid signature gives no identity, so it is no way around it.
-    identity = request.identity
-    return identity is None or identity.via == "session"
+    # An invalid signature gives no identity, so it is no way around it; and
+    # a request without the header is judged by its cookie: it needs a token.
+    if not api_key_header(request):
+        return True
+    return request.identity is None
 
 
 def signed_identity_tween_factory(handler, registry):

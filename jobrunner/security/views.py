@@ -51,23 +51,30 @@ def login(request):
     username = str(data.get("username") or "")
     password = str(data.get("password") or "")
     client_addr = request.client_addr or ""
-    dbsession = request.dbsession
+    # The checks and the hash run outside the request's transaction: on
+    # SQLite a writing transaction holds the database's write lock, and a
+    # hash takes long on purpose.
+    reader = request.registry["dbsession_factory"]()
     try:
-        logins.check_allowed(dbsession, username, client_addr)
+        logins.check_allowed(reader, username, client_addr)
+        # PostgreSQL refuses NUL in a query; no username holds one.
+        row = None if "\x00" in username else reader.execute(
+            select(User.id, User.password_hash, User.is_active).where(User.username == username)
+        ).first()
     except logins.TooManyFailures as exc:
         log.warning("login refused, too many failures: username=%r address=%s", username[:150], client_addr)
         return _refused(request, wants_json, 429, str(exc), username, data,
                         retry_after=exc.retry_after)
-    # PostgreSQL refuses NUL in a query; no username holds one.
-    user = None if "\x00" in username else dbsession.scalar(
-        select(User).where(User.username == username)
-    )
+    finally:
+        reader.close()
     try:
-        valid = check_password(user.password_hash if user else "", password)
+        valid = check_password(row.password_hash if row else "", password)
     except HashingBusy:
         return _refused(request, wants_json, 503, "Too many logins at this moment; try again in a moment.",
                         username, data, retry_seconds=BUSY_RETRY_SECONDS)
-    if not (valid and user.is_active):
+    dbsession = request.dbsession
+    user = dbsession.get(User, row.id) if valid and row.is_active else None
+    if user is None or not user.is_active or user.password_hash != row.password_hash:
         log.warning("failed login: username=%r address=%s", username[:150], client_addr)
         logins.record_failure(dbsession, username, client_addr)
         response = _refused(request, wants_json, 400, "Wrong username or password.", username, data)
