@@ -375,10 +375,10 @@ def update_worker(request, item, values):
         if others:
             raise APIError(403, "A worker sets only its ping, version and concurrency.",
                            {name: "Set by an administrator." for name in others})
-    if "ping_response_dts" in values and values["ping_response_dts"] is not None:
-        # A ping is taken by the server's clock: a client's clock (or a
-        # made-up future) must not keep a dead worker looking alive.
-        values["ping_response_dts"] = utcnow()
+        if values.get("ping_response_dts") is not None:
+            # A ping is taken by the server's clock: a worker's clock (or a
+            # made-up future) must not keep a dead worker looking alive.
+            values["ping_response_dts"] = utcnow()
     if values.get("concurrent_jobs") is not None and not 0 <= values["concurrent_jobs"] <= 1000:
         raise bad_request("Invalid fields.", {"concurrent_jobs": "Between 0 and 1000."})
     for name, value in values.items():

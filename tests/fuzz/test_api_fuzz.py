@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from jobrunner.models import metadata
-from jobrunner.signing import v1_header
+from jobrunner.signing import v1_header, v2_header
 from tests.api.conftest import HOST, SessionClient, new_testapp, quick_user
 from tests.fuzz.strategies import METHODS, OVERRIDES, RESOURCES_NOT_LISTED, body_for, query_for
 
@@ -42,9 +42,9 @@ def fingerprint(connection):
 
 
 class Caller:
-    def __init__(self, name, cookie="", csrf="", worker=None, secret=None, bearer=None):
+    def __init__(self, name, cookie="", csrf="", worker=None, secret=None, bearer=None, v2=False):
         self.name, self.cookie, self.csrf = name, cookie, csrf
-        self.worker, self.secret, self.bearer = worker, secret, bearer
+        self.worker, self.secret, self.bearer, self.v2 = worker, secret, bearer, v2
 
     def headers(self, method, path_qs, body):
         headers = {}
@@ -53,7 +53,8 @@ class Caller:
         if self.csrf:
             headers["HTTP_X_CSRF_TOKEN"] = self.csrf
         if self.worker is not None:
-            headers["HTTP_AUTHORIZATION"] = v1_header(self.worker, self.secret, method, path_qs, body)
+            sign = v2_header if self.v2 else v1_header
+            headers["HTTP_AUTHORIZATION"] = sign(self.worker, self.secret, method, path_qs, body)
         if self.bearer:
             headers["HTTP_AUTHORIZATION"] = f"Bearer {self.bearer}"
         return headers
@@ -80,6 +81,7 @@ def callers(app, factory, world, other_world):
         session_caller(app, "project admin", project_admin),
         session_caller(app, "admin without csrf", admin, csrf=False),
         Caller("worker", worker=world.worker.api_key, secret=world.worker.secret),
+        Caller("worker v2", worker=world.worker.api_key, secret=world.worker.secret, v2=True),
         Caller("other worker", worker=other_world.worker.api_key, secret=other_world.worker.secret),
         Caller("forger", worker=world.worker.api_key, secret="wrong"),
         Caller("token", bearer=token),

@@ -135,3 +135,17 @@ def test_a_v1_signature_is_no_csrf_exemption_when_wrong(world, admin, dbsession)
     res = admin.request("PATCH", uri("job", world.job), {"description": "x"}, csrf=False,
                         headers={"Authorization": "ApiKey nobody:00"})
     assert_error(res, 401)
+
+
+def test_old_nonces_are_purged(world, testapp, dbsession):
+    from datetime import timedelta
+
+    from tests.conftest import now
+
+    dbsession.add(RequestNonce(worker_id=world.worker.id, nonce="old-nonce-0123456789",
+                               seen_dts=now() - timedelta(hours=1)))
+    dbsession.flush()
+    assert send(testapp, world.worker, "GET", "/api/v1/worker/")[0].status_int == 200
+    dbsession.expire_all()
+    nonces = dbsession.scalars(select(RequestNonce.nonce).where(RequestNonce.worker_id == world.worker.id)).all()
+    assert "old-nonce-0123456789" not in nonces and len(nonces) == 1
