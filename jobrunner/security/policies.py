@@ -16,6 +16,7 @@ from .tokens import token_user
 
 IDENTITY_KEY = "jobrunner_identity"
 SENT_METHOD_KEY = "jobrunner.sent_method"
+VERIFIED_WORKER_KEY = "jobrunner.verified_worker_id"
 BEARER_PREFIX = "Bearer "
 
 
@@ -83,7 +84,12 @@ class SignatureSecurityPolicy:
                 return None
             worker = self._verified(request, request.dbsession, signed)
         else:
-            worker_id = self._verified_v2(request, signed)
+            # A retried attempt of this request (pyramid_retry makes a new
+            # request from the same environ) must not meet its own nonce.
+            worker_id = request.environ.get(VERIFIED_WORKER_KEY)
+            if worker_id is None:
+                worker_id = self._verified_v2(request, signed)
+                request.environ[VERIFIED_WORKER_KEY] = worker_id
             worker = request.dbsession.get(Worker, worker_id) if worker_id else None
         if worker is None:
             return None

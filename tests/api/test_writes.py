@@ -140,11 +140,14 @@ def test_worker_patches_itself(world, as_worker, dbsession):
         "ping_response_dts": "2030-01-01T00:00:00+00:00", "worker_version": "1.2.3",
         "concurrent_jobs": 8, "api_key": world.worker.api_key,
     }).json
-    assert body == {**read, "ping_response_dts": "2030-01-01T00:00:00+00:00", "worker_version": "1.2.3",
+    # The ping is stored as the server's time of the request, not the 2030 sent.
+    assert body == {**read, "ping_response_dts": body["ping_response_dts"], "worker_version": "1.2.3",
                     "concurrent_jobs": 8}
+    assert body["ping_response_dts"] < "2030"
     dbsession.expire_all()
     worker = dbsession.get(Worker, world.worker.id)
     assert (worker.worker_version, worker.concurrent_jobs) == ("1.2.3", 8)
+    assert worker.ping_response_dts.isoformat() == body["ping_response_dts"]
 
 
 def test_kill_request_and_run_log_writes(admin, world, factory, as_worker, dbsession):
