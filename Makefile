@@ -2,30 +2,44 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+# The editable install maps alembic/ into the package (setup.py's package_dir),
+# so setuptools picks its import-hook strategy and warns about folders that
+# could shadow the package; there are none here, so that notice is only noise.
+PIP = PYTHONWARNINGS=ignore $(BIN)/pip --disable-pip-version-check
 
 .PHONY: run test install bench fuzz clean
 
-$(BIN)/jobrunner-admin: setup.py
+# One stamp per set of packages: `make test` after `make run` still adds the
+# test extras, and neither reinstalls what is there unless setup.py changed.
+$(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PIP) install --quiet --upgrade pip
 	touch $@
 
-install: $(BIN)/jobrunner-admin
+$(VENV)/.installed-run: setup.py $(VENV)/.created
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: setup.py $(VENV)/.installed-run
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+# Everything for development: what running needs and the test tools.
+install: $(VENV)/.installed-test
 
 # Runs the server on SQLite with demo data, the embedded scheduler and a local worker.
-run: install
+run: $(VENV)/.installed-run
 	$(BIN)/python -m jobrunner.demo development.ini
 
 # The whole test suite: SQLite by default; set JOBRUNNER_TEST_DATABASE_URL for PostgreSQL.
-test: install
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 # The API fuzz suite with a long profile (the test suite runs 10,000 requests).
-fuzz: install
+fuzz: $(VENV)/.installed-test
 	JOBRUNNER_FUZZ_REQUESTS=$${JOBRUNNER_FUZZ_REQUESTS:-200000} $(BIN)/python -m pytest -q tests/fuzz
 
-bench: install
+bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py
 
 clean:

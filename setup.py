@@ -18,6 +18,7 @@ requires = [
     "requests",
     "PyYAML",
     "tzdata",
+    "cronsim>=2.6",
 ]
 
 setup(

@@ -52,15 +52,15 @@ from jobrunner.models import (  # noqa: E402
     WorkerPool,
 )
 from jobrunner.security.passwords import hash_password  # noqa: E402
-from jobrunner.security.policies import compute_signature  # noqa: E402
-from tests.stack import Stack, UserSession, free_port, wait_until  # noqa: E402
+from jobrunner.signing import compute_signature  # noqa: E402
+from bench.stack import Stack, UserSession, free_port, wait_until  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DOCS_PATH = os.path.join(ROOT, "docs", "performance.md")
 BEGIN_MARK = "<!-- bench:begin (written by bench/run.py; edit around it) -->"
 END_MARK = "<!-- bench:end -->"
 PASSWORD = "bench-password"
-WAITRESS_THREADS = 8  # what tests/stack.py gives pserve, and the bare app too
+WAITRESS_THREADS = 8  # what bench/stack.py gives pserve, and the bare app too
 SCRIPT = "true"
 TEMPLATE_BODY = "#!/bin/sh\n{{ content }}\n"
 

@@ -6,20 +6,18 @@ nothing of the server, and importing it runs this module first.
 
 
 def main(global_config, **settings):
-    """The WSGI application."""
+    """The WSGI application: each part of the app configures itself."""
     from pyramid.config import Configurator
 
-    from .api.traversal import Root
     from .settings import resolve_settings
 
-    settings = resolve_settings(settings)
-    with Configurator(settings=settings, root_factory=Root) as config:
-        config.include("pyramid_jinja2")
-        config.add_jinja2_renderer(".jinja2")
+    with Configurator(settings=resolve_settings(settings)) as config:
+        config.include(".settings")
+        config.include(".root")
         config.include(".models")
         config.include(".security")
+        config.include(".errors")
         config.include(".api")
         config.include(".scheduling")
         config.include(".dashboard")
-        config.add_static_view("static", "jobrunner:static", cache_max_age=3600)
     return config.make_wsgi_app()

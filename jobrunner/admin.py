@@ -14,7 +14,7 @@ import os
 import secrets
 import stat
 import sys
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfoNotFoundError
 
 PROG = "jobrunner-admin"
 DEFAULT_BASE_URL = "http://localhost:6543"
@@ -25,7 +25,8 @@ class CommandError(Exception):
 
 
 class Context:
-    """What a command works with: the settings and a database session."""
+    """What a command works with: the settings (a jobrunner.settings.Settings)
+    and a database session."""
 
     def __init__(self, settings):
         self.settings = settings
@@ -36,7 +37,7 @@ class Context:
 
     @property
     def database_url(self):
-        url = self.settings.get("sqlalchemy.url")
+        url = self.settings.database_url
         if not url:
             raise CommandError("the settings have no sqlalchemy.url")
         return url
@@ -46,23 +47,23 @@ class Context:
         if self._engine is None:
             from .models import get_engine
 
-            self._engine = get_engine({**self.settings, "sqlalchemy.url": self.database_url})
+            self._engine = get_engine({**self.settings.ini, "sqlalchemy.url": self.database_url})
         return self._engine
 
     @property
     def time_zone_name(self):
-        return self.settings.get("jobrunner.timezone") or "UTC"
+        return self.settings.timezone
 
     @property
     def zone(self):
         try:
-            return ZoneInfo(self.time_zone_name)
+            return self.settings.tz
         except (ZoneInfoNotFoundError, ValueError):
             raise CommandError(f"unknown jobrunner.timezone {self.time_zone_name!r}") from None
 
     @property
     def base_url(self):
-        return (self.settings.get("jobrunner.base_url") or "").strip()
+        return self.settings.base_url
 
     @contextlib.contextmanager
     def session(self, write=False):
@@ -140,7 +141,8 @@ def print_table(context, headers, rows):
 
 
 def worker_ini(base_url, api_key, secret, concurrent_jobs, title="", **options):
-    """A worker's ini file ([jobrunner_worker], SPEC section 8)."""
+    """A worker's ini file: its [jobrunner_worker] section with the server's
+    address, the worker's key and secret, and further options."""
     heading = f"# Job-Runner worker{' ' + repr(title) if title else ''}. This file holds the\n"
     options = {"concurrent_jobs": concurrent_jobs, "log_level": "info", **options}
     return (
@@ -304,7 +306,9 @@ def add_worker(context, args):
         session.add(worker)
         session.flush()
         worker_id = worker.id
-    text = worker_ini(base_url, api_key, secret, args.concurrent_jobs, args.title)
+    # The worker pings as often as the scheduler expects it to.
+    text = worker_ini(base_url, api_key, secret, args.concurrent_jobs, args.title,
+                      ping_interval=f"{context.settings.ping_interval:g}")
     if args.output:
         write_private_file(args.output, text)
         context.note(f"Worker {args.title!r} (id {worker_id}) added; its ini is {args.output}.")
@@ -515,12 +519,12 @@ def main(argv=None):
     from sqlalchemy.exc import SQLAlchemyError
 
     from .loader import LoadError
-    from .settings import MissingEnvironment, get_settings
+    from .settings import MissingEnvironment, load_settings
 
     context = None
     try:
         try:
-            settings = get_settings(args.config_uri)
+            settings = load_settings(args.config_uri)
             setup_logging(args.config_uri)
         except (OSError, ValueError, LookupError, MissingEnvironment) as exc:
             raise CommandError(f"cannot read the settings of {args.config_uri}: {exc}") from None

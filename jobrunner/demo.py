@@ -47,9 +47,7 @@ class Demo:
 
     @property
     def embeds_scheduler(self):
-        from pyramid.settings import asbool
-
-        return asbool(self.settings.get("jobrunner.scheduler.embedded"))
+        return self.settings.scheduler_embedded
 
 
 def server_address(ini):
@@ -93,24 +91,24 @@ def prepare(config_uri, out=print):
     from .admin import worker_ini, write_private_file
     from .migrations import upgrade
     from .models import Worker, get_engine, get_session_factory, utcnow
-    from .settings import get_settings
+    from .settings import load_settings
 
     ini = os.path.abspath(config_uri)
     if not os.path.isfile(ini):
         raise DemoError(f"no such file: {ini}")
     var = os.path.join(os.path.dirname(ini), "var")
     os.makedirs(var, exist_ok=True)
-    settings = get_settings(ini)
+    settings = load_settings(ini)
     setup_logging(ini)
     base_url = server_address(ini)
 
-    upgrade(settings["sqlalchemy.url"])
+    upgrade(settings.database_url)
     data = demo_data(utcnow())
     worker = data["workers"][0]
-    engine = get_engine(settings)
+    engine = get_engine(settings.ini)
     try:
         with get_session_factory(engine)() as session:
-            changes = loader.load(session, data, settings.get("jobrunner.timezone") or "UTC")
+            changes = loader.load(session, data, settings.timezone)
             # The worker starts in a moment. A worker that never pinged counts
             # as unresponsive: without this, the scheduler's first round would
             # find the pool dead and send an alert on every start of the demo.
@@ -125,7 +123,7 @@ def prepare(config_uri, out=print):
     path = os.path.join(var, "worker.ini")
     write_private_file(path, worker_ini(
         base_url, worker["api_key"], worker["secret"], worker["concurrent_jobs"], worker["title"],
-        ping_interval=settings.get("jobrunner.worker.ping_interval") or 60,
+        ping_interval=f"{settings.ping_interval:g}",
     ))
     return Demo(ini, settings, base_url, path, changes)
 
@@ -232,10 +230,10 @@ def banner(demo):
         label = "  Log in as:" if index == 0 else "         or:"
         lines.append(f"{label}  {username} / {password}  ({role})")
     lines.append(f"  Worker:     {os.path.relpath(demo.worker_ini, here)}")
-    if demo.settings.get("jobrunner.mail_folder"):
-        mails = f"written to {os.path.relpath(demo.settings['jobrunner.mail_folder'], here)}/"
+    if demo.settings.mail_folder:
+        mails = f"written to {os.path.relpath(demo.settings.mail_folder, here)}/"
     else:
-        mails = f"sent through {demo.settings.get('mail.host', 'localhost')}"
+        mails = f"sent through {demo.settings.ini.get('mail.host', 'localhost')}"
     lines.append(f"  Mails:      {mails}")
     lines += ["Press Ctrl-C to stop.", ""]
     return "\n".join(lines)
@@ -286,14 +284,14 @@ def main(argv=None):
     from sqlalchemy.exc import SQLAlchemyError
 
     from .loader import LoadError
-    from .settings import MissingEnvironment
+    from .settings import MissingEnvironment, SettingsError
 
     def out(text):
         print(text, flush=True)
 
     try:
         return run(args.config_uri, out)
-    except (DemoError, LoadError, MissingEnvironment, OSError, SQLAlchemyError) as exc:
+    except (DemoError, LoadError, MissingEnvironment, SettingsError, OSError, SQLAlchemyError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr, flush=True)
         return 1
 

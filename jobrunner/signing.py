@@ -1,7 +1,7 @@
 """Request signatures of the worker protocol, shared by server and worker.
 
-Standard library only: the worker daemon imports this module and must load
-nothing of the server.
+Standard library only, and nothing else of jobrunner: the worker imports this
+module and must load no server code.
 
 Two schemes:
 
@@ -56,6 +56,17 @@ def v1_signature(secret, method, path_qs, body=b""):
 
 def v1_header(api_key, secret, method, path_qs, body=b""):
     return f"{V1_SCHEME} {api_key}:{v1_signature(secret, method, path_qs, body)}"
+
+
+# The v1 names the rest of the code (and the original worker's tests) use.
+compute_signature = v1_signature
+
+
+def authorization_header(api_key, secret, method, path_qs, body=b"", version=1):
+    """The `Authorization` header value for one request (v2: a fresh nonce)."""
+    if version == 2:
+        return v2_header(api_key, secret, method, path_qs, body)
+    return v1_header(api_key, secret, method, path_qs, body)
 
 
 # --- v2 ----------------------------------------------------------------------
@@ -124,7 +135,12 @@ class SignedHeader:
 
 
 def is_signed(header):
+    """Whether a header value claims to be a worker's signature (well-formed
+    or not): such a request is judged by its signature alone."""
     return bool(header) and header.startswith((V1_SCHEME + " ", V2_SCHEME + " "))
+
+
+is_api_key_header = is_signed
 
 
 def parse_header(header):

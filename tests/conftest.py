@@ -36,7 +36,7 @@ from jobrunner.models import (
     normalize_url,
 )
 from jobrunner.security.passwords import hash_password
-from jobrunner.security.policies import compute_signature
+from jobrunner.signing import compute_signature
 
 REQUIRE_POSTGRES = os.environ.get("JOBRUNNER_REQUIRE_POSTGRES") == "1"
 
@@ -222,7 +222,7 @@ def testapp(app, connection):
 
 
 class WorkerClient:
-    """Signs requests the way a worker daemon does (SPEC section 4)."""
+    """Signs requests the way a worker daemon does (with jobrunner.signing)."""
 
     def __init__(self, testapp, worker):
         self.testapp = testapp

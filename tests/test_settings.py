@@ -1,13 +1,16 @@
 """Start-up settings: production.ini reads the environment and refuses a
-default session secret."""
+default session secret; every jobrunner.* key is parsed once, into Settings."""
+import dataclasses
 import os
 import subprocess
 import sys
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from jobrunner import main
 from jobrunner.security import InsecureSettings
+from jobrunner.settings import Settings, SettingsError, load_settings, resolve_settings
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRODUCTION_INI = os.path.join(HERE, "production.ini")
@@ -56,3 +59,108 @@ def test_production_flag_checks_the_secret_in_process(tmp_path):
     with pytest.raises(InsecureSettings):
         main({}, **{"sqlalchemy.url": f"sqlite:///{tmp_path}/p.sqlite", "jobrunner.production": "true",
                     "jobrunner.session_secret": "change-me"})
+
+
+# --- the parsed settings object -----------------------------------------------------
+
+
+def test_an_empty_section_gives_the_documented_defaults():
+    settings = Settings.from_mapping({})
+    assert settings.timezone == "UTC" and settings.tz == ZoneInfo("UTC")
+    assert settings.base_url == "" and settings.mail_base_url == "http://localhost:6543"
+    assert settings.admin_emails == () and settings.mail_folder == "" and settings.mail_sender is None
+    assert settings.production is False and settings.secure_cookies is False
+    assert settings.cookie_secret == "change-me"
+    assert settings.max_body_bytes == 10 * 1024 * 1024
+    assert settings.scheduler_embedded is False and settings.scheduler_interval == 5
+    assert (settings.ping_interval, settings.ping_margin, settings.unresponsive_after_intervals) == (60, 15, 3)
+    assert settings.unresponsive_limit == 3 * 60 + 15
+
+
+def test_every_key_is_parsed_once_into_its_type():
+    settings = Settings.from_mapping({
+        "sqlalchemy.url": "sqlite:///x.sqlite",
+        "jobrunner.timezone": "Europe/Amsterdam",
+        "jobrunner.base_url": " https://jobs.example.com/ ",
+        "jobrunner.admin_emails": "a@example.com, b@example.com\nA@example.com",
+        "jobrunner.mail_folder": "/tmp/mail",
+        "mail.default_sender": "jobrunner@example.com",
+        "jobrunner.production": "true",
+        "jobrunner.session_secret": "s" * 40,
+        "jobrunner.secure_cookies": "yes",
+        "jobrunner.max_body_bytes": "2048",
+        "jobrunner.scheduler.embedded": "on",
+        "jobrunner.scheduler.interval": "0.5",
+        "jobrunner.worker.ping_interval": "10",
+        "jobrunner.worker.ping_margin": "5",
+        "jobrunner.worker.unresponsive_after_intervals": "2",
+    })
+    assert settings.database_url == "sqlite:///x.sqlite"
+    assert settings.tz == ZoneInfo("Europe/Amsterdam")
+    assert settings.base_url == settings.mail_base_url == "https://jobs.example.com/"
+    assert settings.admin_emails == ("a@example.com", "b@example.com")
+    assert (settings.mail_folder, settings.mail_sender) == ("/tmp/mail", "jobrunner@example.com")
+    assert settings.production and settings.secure_cookies and settings.scheduler_embedded
+    assert settings.cookie_secret == "s" * 40
+    assert settings.max_body_bytes == 2048 and settings.scheduler_interval == 0.5
+    assert settings.unresponsive_limit == 2 * 10 + 5
+    assert settings.ini["mail.default_sender"] == "jobrunner@example.com"
+    settings.check_production_secret()  # long enough: no error
+
+
+@pytest.mark.parametrize("name, value", [
+    ("jobrunner.scheduler.interval", "soon"),
+    ("jobrunner.worker.ping_interval", "-1"),
+    ("jobrunner.worker.ping_margin", "x"),
+    ("jobrunner.max_body_bytes", "ten"),
+])
+def test_a_bad_value_is_refused_by_name(name, value):
+    with pytest.raises(SettingsError, match=name.replace(".", r"\.")):
+        Settings.from_mapping({name: value})
+
+
+def test_the_settings_cannot_change_after_start_up():
+    settings = Settings.from_mapping({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.timezone = "Europe/Amsterdam"
+
+
+def test_the_web_app_keeps_the_parsed_settings_in_its_registry(tmp_path):
+    app = main({}, **{"sqlalchemy.url": f"sqlite:///{tmp_path}/dev.sqlite",
+                      "jobrunner.timezone": "Europe/Amsterdam", "jobrunner.max_body_bytes": "100"})
+    assert isinstance(app.registry.jobrunner_settings, Settings)
+    assert app.registry.jobrunner_settings.timezone == "Europe/Amsterdam"
+    assert app.registry.jobrunner_settings.max_body_bytes == 100
+
+
+def test_the_command_lines_read_an_ini_file_the_same_way(tmp_path, monkeypatch):
+    ini = tmp_path / "app.ini"
+    ini.write_text(
+        "[app:main]\nuse = egg:jobrunner\n"
+        "sqlalchemy.url = env:TEST_JOBRUNNER_DB\n"
+        "jobrunner.base_url = env:TEST_JOBRUNNER_BASE\n"
+        "jobrunner.timezone = Europe/Amsterdam\n"
+        "jobrunner.worker.ping_interval = 10\n"
+    )
+    monkeypatch.setenv("TEST_JOBRUNNER_DB", f"sqlite:///{tmp_path}/cli.sqlite")
+    monkeypatch.setenv("TEST_JOBRUNNER_BASE", "https://jobs.example.com")
+    settings = load_settings(str(ini))
+    assert settings.database_url == f"sqlite:///{tmp_path}/cli.sqlite"
+    assert settings.base_url == "https://jobs.example.com"
+    assert settings.timezone == "Europe/Amsterdam" and settings.ping_interval == 10
+    assert settings == Settings.from_mapping(resolve_settings(dict(settings.ini)))
+
+
+def test_a_scheduler_with_a_bad_setting_exits_with_a_message(tmp_path):
+    ini = tmp_path / "app.ini"
+    ini.write_text(
+        "[app:main]\nuse = egg:jobrunner\n"
+        f"sqlalchemy.url = sqlite:///{tmp_path}/s.sqlite\n"
+        "jobrunner.scheduler.interval = soon\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "jobrunner.scheduling.daemon", str(ini)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "jobrunner.scheduler.interval" in result.stderr

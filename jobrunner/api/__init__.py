@@ -1,16 +1,13 @@
-"""The REST API v1 (SPEC section 3), served by traversal under /api/v1/."""
-import json
-
-
+"""The REST API v1, served by traversal under /api/v1/: a list, a detail and a
+schema for each resource, JSON in and out."""
+from ..errors import json_error
 from ..security.policies import SENT_METHOD_KEY
-
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
 def request_guard_tween_factory(handler, registry):
     """Applies X-HTTP-Method-Override and the body size limit before anything
     looks at the request (the signature covers the overriding method)."""
-    limit = int(registry.settings.get("jobrunner.max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
+    limit = registry.jobrunner_settings.max_body_bytes
 
     def tween(request):
         try:
@@ -20,7 +17,7 @@ def request_guard_tween_factory(handler, registry):
             request.path_info
             request.GET
         except UnicodeDecodeError:
-            return _error(request, 400, "The URL is not valid UTF-8.")
+            return json_error(request, 400, "The URL is not valid UTF-8.")
         override = request.headers.get("X-HTTP-Method-Override")
         if override and request.method == "POST":
             method = override.strip().upper()
@@ -45,17 +42,15 @@ def request_guard_tween_factory(handler, registry):
 
 
 def _too_large(request, limit):
-    return _error(request, 413, f"The body is larger than {limit} bytes.")
-
-
-def _error(request, status, message):
-    response = request.response
-    response.status = status
-    response.content_type = "application/json"
-    response.body = json.dumps({"error": message, "errors": {}}).encode()
-    return response
+    return json_error(request, 413, f"The body is larger than {limit} bytes.")
 
 
 def includeme(config):
+    from .traversal import ApiRoot
+
+    config.add_root_child("api", ApiRoot)
     config.add_tween("jobrunner.api.request_guard_tween_factory")
+    config.add_route("dashboard_overview", "/dashboard/overview.json")
     config.scan(".views")
+    config.scan(".overview")
+    config.include(".dashboard_data")

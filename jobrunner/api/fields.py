@@ -4,48 +4,18 @@ Every node carries what the `schema/` view and the serializer need:
 `readonly`, `nullable`, `unique`, `help_text`, `kind` and `attr`.
 """
 import re
-from datetime import datetime, time, timezone
 
 import colander
+
+from ..jobs import parse_interval_type
+from ..values import format_datetime, parse_addresses, parse_datetime, parse_time_of_day
+
+__all__ = ["format_datetime", "parse_datetime"]
 
 URI_RE = re.compile(r"^/api/v1/(?P<resource>[a-z_]+)/(?P<id>\d+)/?$")
 # The range of the database's integer columns (ids included): a larger number
 # could not even be bound to a query on SQLite.
 MAX_INTEGER = 2**31 - 1
-
-
-def parse_datetime(value, tz):
-    """ISO 8601 with `T` or a space; no offset means the configured zone."""
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        if not isinstance(value, str):
-            raise ValueError("not a string")
-        text = value.strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=tz)
-    return parsed.astimezone(timezone.utc)
-
-
-def format_datetime(value):
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).isoformat()
-
-
-def parse_time(value):
-    if isinstance(value, time):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("not a string")
-    parsed = time.fromisoformat(value.strip())
-    if parsed.tzinfo is not None:
-        # A local time of day: an offset has no meaning here.
-        raise ValueError("a time of day without offset")
-    return parsed
 
 
 def format_time(value):
@@ -137,9 +107,11 @@ class DateTime(NullableType):
     name = "datetime"
 
     def convert(self, node, value):
+        if not isinstance(value, str):
+            raise ValueError("Expected an ISO 8601 date and time.")
         try:
             return parse_datetime(value, node.bindings["tz"])
-        except (ValueError, TypeError, OverflowError):
+        except ValueError:
             raise ValueError("Expected an ISO 8601 date and time.")
 
 
@@ -179,6 +151,17 @@ class ToMany(NullableType):
         return [parse_relation(item, self.resource) for item in value]
 
 
+class IntervalTypeChoice(Choice):
+    """An interval type in either case (`day` or `DAY`), stored upper-case."""
+
+    def convert(self, node, value):
+        try:
+            interval_type = parse_interval_type(value)
+        except ValueError:
+            raise ValueError("One of: " + ", ".join(self.choices) + ".")
+        return interval_type.value
+
+
 class AddressList(NullableType):
     """E-mail addresses: a JSON list, or one address per line."""
 
@@ -187,13 +170,10 @@ class AddressList(NullableType):
     def convert(self, node, value):
         if isinstance(value, str):
             value = value.splitlines()
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError("Expected a list of e-mail addresses.")
-        addresses = [v.strip() for v in value if v.strip()]
-        for address in addresses:
-            if "@" not in address or any(c.isspace() or c == "\x00" for c in address):
-                raise ValueError(f"Not an e-mail address: {address!r}.")
-        return addresses
+        try:
+            return parse_addresses(value)
+        except ValueError as exc:
+            raise ValueError(str(exc).capitalize() + ".")
 
 
 class ExcludeList(NullableType):
@@ -207,7 +187,8 @@ class ExcludeList(NullableType):
             if not isinstance(item, dict) or set(item) - {"start_time", "end_time", "note", "id"}:
                 raise ValueError("Each exclude is {start_time, end_time, note}.")
             try:
-                start, end = parse_time(item["start_time"]), parse_time(item["end_time"])
+                start = parse_time_of_day(item["start_time"])
+                end = parse_time_of_day(item["end_time"])
             except (KeyError, ValueError, TypeError):
                 raise ValueError("start_time and end_time are times such as 22:00.")
             note = item.get("note") or ""

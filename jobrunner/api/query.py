@@ -1,11 +1,13 @@
-"""Query-string filters, ordering and paging of list requests (SPEC section 3)."""
+"""Query-string filters, ordering and paging of list requests: `field__lookup=value`
+on the allowed paths, `state` on runs, `project_id` on what hangs off a project,
+`order_by` with ties broken by id, `limit`/`offset` with next/previous links."""
 from urllib.parse import urlencode
 
-from sqlalchemy import Boolean, DateTime, Integer, and_, exists, select
+from sqlalchemy import Boolean, DateTime, Integer, select
 from sqlalchemy.types import Enum, String, Text
 
-from ..models import Job, Run
 from ..models.meta import UTCDateTime
+from ..queries.run_states import STATE_NAMES, StateError, in_state
 from .fields import MAX_INTEGER, parse_datetime, parse_relation
 from .resources import LOOKUPS, PROJECT_FILTER_TYPES, RESOURCE_TYPES
 
@@ -20,31 +22,6 @@ class QueryError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
-
-
-RUN_STATES = {
-    "scheduled": lambda: and_(Run.enqueue_dts.is_(None), Run.return_dts.is_(None)),
-    "in_queue": lambda: and_(
-        Run.enqueue_dts.is_not(None), Run.start_dts.is_(None), Run.return_dts.is_(None)
-    ),
-    "started": lambda: and_(Run.start_dts.is_not(None), Run.return_dts.is_(None)),
-    "completed": lambda: Run.return_dts.is_not(None),
-    "completed_successful": lambda: and_(Run.return_dts.is_not(None), Run.return_success.is_(True)),
-    "completed_with_errors": lambda: and_(
-        Run.return_dts.is_not(None), Run.return_success.is_not(True)
-    ),
-    "last_completed": lambda: and_(
-        Run.return_dts.is_not(None),
-        # The IN lets the database start from the jobs' few schedule ids
-        # (ix_run_schedule_id) instead of every completed run in history.
-        Run.schedule_id.in_(
-            select(Job.last_completed_schedule_id).where(Job.last_completed_schedule_id.is_not(None))
-        ),
-        exists().where(Job.id == Run.job_id, Job.last_completed_schedule_id == Run.schedule_id),
-    ),
-}
-RUN_STATES["completed_with_error"] = RUN_STATES["completed_with_errors"]
-STATE_NAMES = sorted(RUN_STATES) + ["enqueueable"]
 
 
 def parse_integer(raw):
@@ -167,7 +144,7 @@ def apply_filters(query, resource_type, params, tz, identity):
                 raise QueryError(key, "project_id takes a project id.")
             if lookup not in ("exact", "in"):
                 raise QueryError(key, "project_id takes exact or __in.")
-            query = query.where(resource_type.in_projects(project_ids))
+            query = query.where(resource_type.reach.in_projects(project_ids))
             continue
         if path not in resource_type.filtering:
             raise QueryError(key, f"Filtering on {key!r} is not allowed.")
@@ -176,15 +153,10 @@ def apply_filters(query, resource_type, params, tz, identity):
 
 
 def apply_state(query, state, identity):
-    if state == "enqueueable":
-        from ..scheduling.enqueueable import enqueueable_runs
-
-        if identity.worker is None:
-            raise QueryError("state", "state=enqueueable is for workers.")
-        return enqueueable_runs(query, identity.worker)
-    if state not in RUN_STATES:
-        raise QueryError("state", "state takes one of: " + ", ".join(STATE_NAMES) + ".")
-    return query.where(RUN_STATES[state]())
+    try:
+        return in_state(query, state, identity)
+    except StateError as exc:
+        raise QueryError("state", str(exc))
 
 
 def apply_ordering(query, resource_type, params):
@@ -240,4 +212,4 @@ def page_links(request, limit, offset, total):
 
 
 def base_query(resource_type, identity):
-    return resource_type.narrow(select(resource_type.model), identity)
+    return resource_type.reach.narrow(select(resource_type.model), identity)

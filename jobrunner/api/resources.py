@@ -1,12 +1,11 @@
-"""The REST resources of SPEC section 3: fields, filters, reach."""
+"""The REST resources: each one's fields, filters, orderings and relations,
+and which reach (jobrunner.security.reach) decides who sees its objects."""
 import colander
-from pyramid.authorization import ALL_PERMISSIONS, Allow
-from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from ..jobs import INTERVAL_TYPES
 from ..models import (
     Group,
-    IntervalType,
     Job,
     JobTemplate,
     KillRequest,
@@ -16,27 +15,28 @@ from ..models import (
     Worker,
     WorkerPool,
 )
-from ..models.tables import (
-    project_auth_groups,
-    project_groups,
-    project_worker_pools,
-    user_groups,
-    worker_pool_workers,
-)
-from ..security.permissions import (
-    ADMIN_PRINCIPAL,
-    Permission,
-    group_principal,
-    project_acl,
-    worker_principal,
+from ..security.reach import (
+    GROUP,
+    JOB,
+    JOB_TEMPLATE,
+    KILL_REQUEST,
+    PROJECT,
+    RUN,
+    RUN_LOG,
+    WORKER,
+    WORKER_POOL,
+    GroupReach,
+    Reach,
+    SharedReach,
+    WorkerReach,
 )
 from .fields import (
     AddressList,
     Boolean,
-    Choice,
     DateTime,
     ExcludeList,
     Integer,
+    IntervalTypeChoice,
     Text,
     ToMany,
     ToOne,
@@ -45,39 +45,6 @@ from .fields import (
 
 
 LOOKUPS = ("exact", "isnull", "gt", "gte", "lt", "lte", "in")
-
-
-def visible_project_ids(identity):
-    """A SELECT of the project ids the caller reaches; None means all."""
-    if identity.is_admin:
-        return None
-    if identity.worker is not None:
-        return (
-            select(project_worker_pools.c.project_id)
-            .join(
-                worker_pool_workers,
-                worker_pool_workers.c.worker_pool_id == project_worker_pools.c.worker_pool_id,
-            )
-            .where(worker_pool_workers.c.worker_id == identity.worker.id)
-        )
-    group_ids = select(user_groups.c.group_id).where(user_groups.c.user_id == identity.user.id)
-    return (
-        select(project_groups.c.project_id)
-        .where(project_groups.c.group_id.in_(group_ids))
-        .union(
-            select(project_auth_groups.c.project_id).where(
-                project_auth_groups.c.group_id.in_(group_ids)
-            )
-        )
-    )
-
-
-def _jobs_of_projects(project_ids):
-    return select(Job.id).join(JobTemplate).where(JobTemplate.project_id.in_(project_ids))
-
-
-def _addresses(value):
-    return [line for line in (value or "").splitlines() if line.strip()]
 
 
 class ResourceType:
@@ -94,29 +61,14 @@ class ResourceType:
     toggle_fields = ()
     # read-only fields that a create sets itself: a body may repeat the value
     fixed_on_create = {}
-    project_scoped = True
+    # how the caller reaches objects of this kind (jobrunner.security.reach)
+    reach = None
 
     def __init__(self):
         self.schema = colander.SchemaNode(colander.Mapping(unknown="raise"), *self.fields())
 
     def fields(self):
         raise NotImplementedError
-
-    # --- reach -----------------------------------------------------------
-    def narrow(self, query, identity):
-        project_ids = visible_project_ids(identity)
-        if project_ids is None:
-            return query
-        return query.where(self.in_projects(project_ids))
-
-    def in_projects(self, project_ids):
-        raise NotImplementedError
-
-    def project_ids(self, dbsession, obj):
-        raise NotImplementedError
-
-    def acl(self, dbsession, obj):
-        return project_acl(dbsession, self.project_ids(dbsession, obj))
 
     def load_options(self):
         return ()
@@ -129,46 +81,18 @@ class ResourceType:
 class GroupResource(ResourceType):
     name = "group"
     model = Group
+    reach = GroupReach(GROUP)
     filtering = ("id", "name")
     ordering = ("id", "name")
-    project_scoped = False
 
     def fields(self):
         return [field(Text(255, single_line=True), "name", required=True, unique=True, help_text="Group name.")]
-
-    def narrow(self, query, identity):
-        if identity.is_admin:
-            return query
-        if identity.worker is not None:
-            return query.where(
-                Group.id.in_(
-                    select(project_groups.c.group_id).where(
-                        project_groups.c.project_id.in_(visible_project_ids(identity))
-                    )
-                )
-            )
-        return query.where(
-            Group.id.in_(
-                select(user_groups.c.group_id).where(user_groups.c.user_id == identity.user.id)
-            )
-        )
-
-    def acl(self, dbsession, obj):
-        project_ids = dbsession.scalars(
-            select(project_groups.c.project_id).where(project_groups.c.group_id == obj.id)
-        ).all()
-        keys = {
-            ace[1] for ace in project_acl(dbsession, project_ids) if ace[1].startswith("worker:")
-        }
-        return (
-            [(Allow, ADMIN_PRINCIPAL, ALL_PERMISSIONS), (Allow, group_principal(obj.name), Permission.VIEW)]
-            + [(Allow, key, Permission.VIEW) for key in sorted(keys)]
-        )
 
 
 class ProjectResource(ResourceType):
     name = "project"
     model = Project
+    reach = Reach(PROJECT)
     filtering = ("id", "title")
     ordering = ("id", "title")
     relations = {}
@@ -183,12 +107,6 @@ class ProjectResource(ResourceType):
                   help_text="Groups whose members administer the project."),
         ]
 
-    def in_projects(self, project_ids):
-        return Project.id.in_(project_ids)
-
-    def project_ids(self, dbsession, obj):
-        return [obj.id]
-
     def load_options(self):
         return (selectinload(Project.worker_pools), selectinload(Project.auth_groups))
 
@@ -196,6 +114,7 @@ class ProjectResource(ResourceType):
 class WorkerPoolResource(ResourceType):
     name = "worker_pool"
     model = WorkerPool
+    reach = SharedReach(WORKER_POOL)
     filtering = ("id", "title")
     ordering = ("id", "title")
 
@@ -207,23 +126,6 @@ class WorkerPoolResource(ResourceType):
             field(ToMany("worker"), "workers", kind="to_many"),
         ]
 
-    def in_projects(self, project_ids):
-        return WorkerPool.id.in_(
-            select(project_worker_pools.c.worker_pool_id).where(
-                project_worker_pools.c.project_id.in_(project_ids)
-            )
-        )
-
-    def project_ids(self, dbsession, obj):
-        return dbsession.scalars(
-            select(project_worker_pools.c.project_id).where(
-                project_worker_pools.c.worker_pool_id == obj.id
-            )
-        ).all()
-
-    def acl(self, dbsession, obj):
-        return project_acl(dbsession, self.project_ids(dbsession, obj), view_only=True)
-
     def load_options(self):
         return (selectinload(WorkerPool.workers).load_only(Worker.id),)
 
@@ -231,6 +133,7 @@ class WorkerPoolResource(ResourceType):
 class WorkerResource(ResourceType):
     name = "worker"
     model = Worker
+    reach = WorkerReach(WORKER)
     detail_methods = ("get", "patch")
     filtering = ("id", "api_key", "title")
     ordering = ("id", "title", "ping_response_dts")
@@ -246,44 +149,11 @@ class WorkerResource(ResourceType):
             field(Integer(), "concurrent_jobs", default=4),
         ]
 
-    def in_projects(self, project_ids):
-        pools = select(project_worker_pools.c.worker_pool_id).where(
-            project_worker_pools.c.project_id.in_(project_ids)
-        )
-        return Worker.id.in_(
-            select(worker_pool_workers.c.worker_id).where(
-                worker_pool_workers.c.worker_pool_id.in_(pools)
-            )
-        )
-
-    def narrow(self, query, identity):
-        # A worker is told about itself only (SPEC section 6, step 1).
-        if identity.worker is not None:
-            return query.where(Worker.id == identity.worker.id)
-        return super().narrow(query, identity)
-
-    def project_ids(self, dbsession, obj):
-        return dbsession.scalars(
-            select(project_worker_pools.c.project_id)
-            .join(
-                worker_pool_workers,
-                worker_pool_workers.c.worker_pool_id == project_worker_pools.c.worker_pool_id,
-            )
-            .where(worker_pool_workers.c.worker_id == obj.id)
-        ).all()
-
-    def acl(self, dbsession, obj):
-        acl = [
-            ace
-            for ace in project_acl(dbsession, self.project_ids(dbsession, obj), view_only=True)
-            if not ace[1].startswith("worker:")
-        ]
-        return acl + [(Allow, worker_principal(obj.api_key), (Permission.VIEW, Permission.EDIT))]
-
 
 class JobTemplateResource(ResourceType):
     name = "job_template"
     model = JobTemplate
+    reach = Reach(JOB_TEMPLATE)
     filtering = ("id", "title", "project")
     ordering = ("id", "title")
     relations = {"project": ("project", JobTemplate.project, "project_id")}
@@ -297,16 +167,11 @@ class JobTemplateResource(ResourceType):
             field(ToOne("project"), "project", required=True, attr="project_id", kind="to_one"),
         ]
 
-    def in_projects(self, project_ids):
-        return JobTemplate.project_id.in_(project_ids)
-
-    def project_ids(self, dbsession, obj):
-        return [obj.project_id]
-
 
 class JobResource(ResourceType):
     name = "job"
     model = Job
+    reach = Reach(JOB)
     list_methods = ("get", "post")
     detail_methods = ("get", "put", "patch")
     filtering = ("id", "title", "job_template", "worker_pool", "parent", "enqueue_is_enabled",
@@ -333,7 +198,8 @@ class JobResource(ResourceType):
             field(Text(), "script_content_partial"),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(Integer(), "reschedule_interval", nullable=True),
-            field(Choice([t.value for t in IntervalType]), "reschedule_interval_type", nullable=True),
+            field(IntervalTypeChoice(INTERVAL_TYPES), "reschedule_interval_type", nullable=True,
+                  help_text="MINUTE, HOUR, DAY, WEEK or MONTH, in either case; stored upper-case."),
             field(ExcludeList(), "reschedule_excludes", kind="excludes",
                   help_text="Local times of day in which no run is scheduled."),
             field(Boolean(), "run_on_all_workers", default=False),
@@ -343,13 +209,6 @@ class JobResource(ResourceType):
             field(Integer(), "fail_times", readonly=True, default=0),
             field(Integer(), "last_completed_schedule_id", readonly=True, nullable=True),
         ]
-
-    def in_projects(self, project_ids):
-        return Job.id.in_(_jobs_of_projects(project_ids))
-
-    def project_ids(self, dbsession, obj):
-        # A SELECT: project_acl folds it into its one query.
-        return select(JobTemplate.project_id).where(JobTemplate.id == obj.job_template_id)
 
     def load_options(self):
         return (
@@ -363,6 +222,7 @@ class RunResource(ResourceType):
     model = Run
     # A run posted through the API is manual, whoever posts it.
     fixed_on_create = {"is_manual": True}
+    reach = Reach(RUN)
     list_methods = ("get", "post")
     detail_methods = ("get", "patch")
     filtering = (
@@ -394,12 +254,6 @@ class RunResource(ResourceType):
             field(Boolean(), "schedule_children", default=True),
         ]
 
-    def in_projects(self, project_ids):
-        return Run.job_id.in_(_jobs_of_projects(project_ids))
-
-    def project_ids(self, dbsession, obj):
-        return select(JobTemplate.project_id).join(Job).where(Job.id == obj.job_id)
-
     def load_options(self):
         # Only the log's id: a list of runs must not drag their logs along.
         return (selectinload(Run.run_log).load_only(RunLog.id, RunLog.run_id),)
@@ -408,6 +262,7 @@ class RunResource(ResourceType):
 class KillRequestResource(ResourceType):
     name = "kill_request"
     model = KillRequest
+    reach = Reach(KILL_REQUEST)
     list_methods = ("get", "post")
     detail_methods = ("get", "patch")
     filtering = ("id", "run", "run__worker", "run__worker__api_key", "run__job", "execute_dts",
@@ -423,21 +278,13 @@ class KillRequestResource(ResourceType):
             field(DateTime(), "execute_dts", nullable=True),
         ]
 
-    def in_projects(self, project_ids):
-        return KillRequest.run_id.in_(
-            select(Run.id).where(Run.job_id.in_(_jobs_of_projects(project_ids)))
-        )
 
-    def project_ids(self, dbsession, obj):
-        return (
-            select(JobTemplate.project_id).join(Job).join(Run, Run.job_id == Job.id)
-            .where(Run.id == obj.run_id)
-        )
-
-
-class RunLogResource(KillRequestResource):
+class RunLogResource(ResourceType):
     name = "run_log"
     model = RunLog
+    reach = Reach(RUN_LOG)
+    list_methods = ("get", "post")
+    detail_methods = ("get", "patch")
     filtering = ("id", "run", "run__job", "run__worker", "run__worker__api_key")
     ordering = ("id",)
     relations = {"run": ("run", RunLog.run, "run_id")}
@@ -447,11 +294,6 @@ class RunLogResource(KillRequestResource):
             field(ToOne("run"), "run", required=True, attr="run_id", kind="to_one"),
             field(Text(), "content"),
         ]
-
-    def in_projects(self, project_ids):
-        return RunLog.run_id.in_(
-            select(Run.id).where(Run.job_id.in_(_jobs_of_projects(project_ids)))
-        )
 
 
 RESOURCE_TYPES = {

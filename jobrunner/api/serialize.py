@@ -1,7 +1,9 @@
-"""Model objects to the JSON of SPEC section 3, and back to comparable values."""
+"""Model objects to the API's JSON (datetimes in UTC ISO 8601, relations as
+resource URIs, address lists as lists), and back to comparable values."""
 import enum
 from datetime import datetime, time
 
+from ..values import address_list
 from .fields import format_datetime, format_time, resource_uri
 
 
@@ -15,8 +17,7 @@ def _plain(value):
     return value
 
 
-def _addresses(text):
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+_addresses = address_list
 
 
 def _excludes(obj):

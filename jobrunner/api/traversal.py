@@ -1,22 +1,11 @@
-"""The traversal tree: root -> api -> v1 -> collection -> item."""
-from pyramid.authorization import DENY_ALL, Allow, Authenticated
+"""The API's traversal tree: root -> api -> v1 -> collection -> item.
 
-from ..security.permissions import COLLECTION_ACL, Permission
+Anybody logged in may look at the collections (their lists are narrowed to
+what the caller reaches); an item's ACL is its reach's, ending in DENY_ALL.
+"""
+from ..root import Root, object_id
+from ..security.reach import COLLECTION_ACL
 from .resources import RESOURCE_TYPES
-
-
-class Root:
-    __name__ = ""
-    __parent__ = None
-    __acl__ = [(Allow, Authenticated, Permission.VIEW)]
-
-    def __init__(self, request):
-        self.request = request
-
-    def __getitem__(self, name):
-        if name == "api":
-            return ApiRoot(self)
-        raise KeyError(name)
 
 
 class ApiRoot:
@@ -55,10 +44,8 @@ class Collection:
         self.resource_type = resource_type
 
     def __getitem__(self, key):
-        # isascii: str.isdigit() is true for "²" and other digits int() rejects or reads.
-        if not (key.isascii() and key.isdigit()) or len(key) > 18:
-            raise KeyError(key)
-        obj = self.request.dbsession.get(self.resource_type.model, int(key))
+        id_ = object_id(key)
+        obj = None if id_ is None else self.request.dbsession.get(self.resource_type.model, id_)
         if obj is None:
             raise KeyError(key)
         return Item(self, obj)
@@ -79,10 +66,7 @@ class Item:
     @property
     def __acl__(self):
         if self._acl is None:
-            # DENY_ALL ends the lookup here: the collection's ACL above lets
-            # every authenticated caller VIEW, and must not reach the items.
-            self._acl = list(self.resource_type.acl(self.collection.request.dbsession, self.obj))
-            self._acl.append(DENY_ALL)
+            self._acl = self.resource_type.reach.acl(self.collection.request.dbsession, self.obj)
         return self._acl
 
 

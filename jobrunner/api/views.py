@@ -1,14 +1,11 @@
 """Thin views over the resources: list, detail, create, update, schema."""
-import logging
-from zoneinfo import ZoneInfo
 
-from pyramid.exceptions import BadCSRFToken
-from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPNotFound
-from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config, view_config
+from pyramid.view import exception_view_config, view_config
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
+from ..errors import json_error
 from ..models import Run
+from ..queries.run_states import ENQUEUEABLE
 from ..security.scope import worker_may_write
 from . import query as q
 from .body import parse_json_body, validate
@@ -19,11 +16,9 @@ from .serialize import serialize
 from .traversal import ApiV1, Collection, Item
 from .writes import CREATE, UPDATE
 
-log = logging.getLogger(__name__)
-
 
 def timezone_of(request):
-    return ZoneInfo(request.registry.settings.get("jobrunner.timezone") or "UTC")
+    return request.registry.jobrunner_settings.tz
 
 
 def json_response(request, body, status=200, headers=None):
@@ -112,7 +107,7 @@ def list_objects(context, request):
         limit, offset = q.parse_paging(params)
         query = q.base_query(rt, identity)
         query = q.apply_filters(query, rt, params, timezone_of(request), identity)
-        if rt.name == "run" and params.get("state") == "enqueueable" and "order_by" not in params:
+        if rt.name == "run" and params.get("state") == ENQUEUEABLE and "order_by" not in params:
             query = query.order_by(Run.schedule_dts, Run.id)
         else:
             query = q.apply_ordering(query, rt, params)
@@ -151,7 +146,7 @@ def list_objects(context, request):
 def check_write_scope(request, resource_name, write):
     identity = request.identity
     if identity is not None and identity.worker is not None:
-        if not worker_may_write(request.registry["jobrunner.worker_write_scope"], resource_name, write):
+        if not worker_may_write(request.registry.jobrunner_settings.worker_write_scope, resource_name, write):
             raise APIError(403, "Workers may not write this here (jobrunner.worker_write_scope).")
 
 
@@ -179,65 +174,6 @@ def update_object(context, request):
 # --- errors ------------------------------------------------------------------
 
 
-def is_api(request):
-    return request.path.startswith("/api/") or request.path == "/api"
-
-
-def error_response(request, status, message, errors=None, headers=None):
-    response = request.response
-    response.status = status
-    response.content_type = "application/json"
-    response.json_body = {"error": message, "errors": errors or {}}
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
 @exception_view_config(APIError)
 def api_error(exc, request):
-    return error_response(request, exc.status, exc.message, exc.errors, exc.headers)
-
-
-@exception_view_config(BadCSRFToken)
-def bad_csrf(exc, request):
-    return error_response(request, 403, "Missing or invalid CSRF token.")
-
-
-@forbidden_view_config()
-def forbidden(exc, request):
-    if request.identity is None:
-        if not is_api(request) and request.method == "GET":
-            from pyramid.httpexceptions import HTTPSeeOther
-
-            return HTTPSeeOther(location=request.route_path("login", _query={"next": request.path_qs}))
-        response = error_response(request, 401, "Authentication required.")
-        return response
-    return error_response(request, 403, "You may not do that.")
-
-
-@notfound_view_config()
-def not_found(exc, request):
-    if request.identity is None and is_api(request):
-        return error_response(request, 401, "Authentication required.")
-    return error_response(request, 404, "Not found.")
-
-
-@exception_view_config(IntegrityError)
-def integrity_error(exc, request):
-    log.info("integrity error: %s", exc)
-    return error_response(request, 409, "The change conflicts with the stored data.")
-
-
-@exception_view_config(HTTPException)
-def http_exception(exc, request):
-    if isinstance(exc, (HTTPForbidden, HTTPNotFound)) or exc.status_code < 400:
-        return exc
-    return error_response(request, exc.status_code, exc.explanation or exc.title)
-
-
-@exception_view_config(Exception)
-def server_error(exc, request):
-    log.exception("unexpected error on %s %s", request.method, request.path)
-    return error_response(request, 500, "Internal server error.")
-
-
+    return json_error(request, exc.status, exc.message, exc.errors, exc.headers)

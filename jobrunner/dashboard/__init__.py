@@ -1,12 +1,15 @@
 """The dashboard: HTML pages for the people who own the jobs.
 
 The pages are server-rendered frames; small scripts in jobrunner/static/js
-read the REST API with the session cookie and keep the data live.
+read the REST API (and /dashboard/overview.json, served by the API) with the
+session cookie and keep the data live.
 """
 import hashlib
 from pathlib import Path
 
 from pyramid.events import BeforeRender
+
+from ..contexts import JobFactory, RunFactory
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -25,9 +28,8 @@ def add_renderer_globals(event):
     request = event.get("request")
     if request is None:
         return
-    settings = request.registry.settings
     version = request.registry.get("dashboard_static_version", "")
-    event.setdefault("timezone_name", settings.get("jobrunner.timezone") or "UTC")
+    event.setdefault("timezone_name", request.registry.jobrunner_settings.timezone)
     event.setdefault(
         "asset",
         lambda path: request.static_path(f"jobrunner:static/{path}") + f"?v={version}",
@@ -39,7 +41,7 @@ def includeme(config):
     config.add_subscriber(add_renderer_globals, BeforeRender)
     config.add_route("home", "/")
     config.add_route("jobs", "/jobs")
-    config.add_route("job", "/jobs/{id}")
-    config.add_route("run", "/runs/{id}")
-    config.add_route("dashboard_overview", "/dashboard/overview.json")
+    config.add_route("job", "/jobs/{id}", factory=JobFactory, traverse="/{id}")
+    config.add_route("run", "/runs/{id}", factory=RunFactory, traverse="/{id}")
     config.scan(".views")
+    config.include(".workers")

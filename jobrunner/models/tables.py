@@ -157,6 +157,16 @@ class Job(Base):
     fail_times: Mapped[int] = mapped_column(Integer, default=0)
     disable_enqueue_after_fails: Mapped[int | None] = mapped_column(Integer)
     last_completed_schedule_id: Mapped[int | None] = mapped_column(Integer)
+    # Schedules: a cron expression instead of an interval, the job's own time
+    # zone (null: the global setting), overlap, timeout, retries, misfires.
+    # Server defaults keep rows and writers that know nothing of them valid.
+    cron_expression: Mapped[str | None] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(Text)
+    concurrency_policy: Mapped[str] = mapped_column(Text, default="forbid", server_default="forbid")
+    timeout: Mapped[int | None] = mapped_column(Integer)  # seconds
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_delay: Mapped[int] = mapped_column(Integer, default=60, server_default="60")  # seconds
+    misfire_policy: Mapped[str] = mapped_column(Text, default="skip", server_default="skip")
 
     job_template: Mapped[JobTemplate] = relationship(back_populates="jobs")
     worker_pool: Mapped[WorkerPool] = relationship()
@@ -220,6 +230,8 @@ class Run(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     is_manual: Mapped[bool] = mapped_column(Boolean, default=False)
     schedule_children: Mapped[bool] = mapped_column(Boolean, default=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # 1: a first try
+    timed_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     job: Mapped[Job] = relationship()
     worker: Mapped[Worker | None] = relationship()

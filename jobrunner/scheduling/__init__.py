@@ -4,7 +4,6 @@ import os
 import threading
 
 from pyramid.events import ApplicationCreated, NewRequest
-from pyramid.settings import asbool
 from pyramid_mailer import get_mailer
 from pyramid_mailer.interfaces import IMailer
 
@@ -40,7 +39,7 @@ class EmbeddedScheduler:
             mailer = self.registry.queryUtility(IMailer)
             self.thread = threading.Thread(
                 target=self._run,
-                args=(run_scheduler, dict(self.registry.settings), self.stop_event, mailer),
+                args=(run_scheduler, self.registry.jobrunner_settings, self.stop_event, mailer),
                 name="jobrunner-scheduler",
                 daemon=True,
             )
@@ -50,7 +49,7 @@ class EmbeddedScheduler:
     def _run(run_scheduler, settings, stop_event, mailer):
         try:
             run_scheduler(settings, stop_event, mailer=mailer)
-        except Exception:  # bad settings: the web process keeps serving
+        except Exception:  # e.g. a database URL that fails: the web process keeps serving
             log.exception("the embedded scheduler could not start")
 
     def stop(self, timeout=None):
@@ -70,9 +69,9 @@ def includeme(config):
     # pyramid_mailer.debug in pyramid.includes has registered its mailer
     # already; it stays the configured one.
     if config.registry.queryUtility(IMailer) is None:
-        config.registry.registerUtility(build_mailer(config.get_settings()), IMailer)
+        config.registry.registerUtility(build_mailer(config.registry.jobrunner_settings), IMailer)
         config.add_request_method(get_mailer, "mailer", reify=True)
-    if asbool(config.get_settings().get("jobrunner.scheduler.embedded")):
+    if config.registry.jobrunner_settings.scheduler_embedded:
         config.registry[REGISTRY_KEY] = EmbeddedScheduler(config.registry)
         config.add_subscriber(_start_embedded, ApplicationCreated)
         config.add_subscriber(_start_embedded, NewRequest)

@@ -1,357 +1,38 @@
-"""The scheduler (SPEC section 7): `jobrunner-scheduler CONFIG_URI`, or the
-same loop in a thread of the web process (`jobrunner.scheduler.embedded`).
+"""The scheduler loop: `jobrunner-scheduler CONFIG_URI`, or the same loop in
+a thread of the web process (`jobrunner.scheduler.embedded`).
 
-Every duty is idempotent and safe with several schedulers at once. A duty is
-split in two plain functions over a SQLAlchemy session: one lists the
-candidates, the other handles one candidate after taking its rows. The loop
-runs the listing and then each candidate in a short transaction of its own;
-the duty functions below run the same steps in the caller's transaction.
-
-How two schedulers stay out of each other's way on PostgreSQL: a candidate's
-job row (or pool row) is taken first with FOR UPDATE SKIP LOCKED, in the
-same order as the API's claims and returns take them (job, then run), then
-the run row with FOR UPDATE SKIP LOCKED, re-checking the candidate's
-conditions. A row held by someone else is skipped and retried in the next
-iteration; a row already handled no longer matches. On SQLite the loop's
-transactions start with BEGIN IMMEDIATE, so writers are serialised.
+Each round runs every duty of duties.py: the candidates are listed in one
+transaction, then each is handled in a short transaction of its own, so one
+bad candidate or a lock held elsewhere holds back nothing else. An error is
+logged and the loop goes on: the database may come back.
 """
 import logging
 import os
 import signal
 import sys
 import threading
-from datetime import timedelta
 
 import transaction
-from sqlalchemy import and_, exists, or_, select
 
-from ..models import (
-    Job,
-    Run,
-    Worker,
-    WorkerPool,
-    begin_write,
-    get_engine,
-    get_session_factory,
-    get_tm_session,
-    utcnow,
-)
-from ..models.tables import worker_pool_workers
+from ..models import begin_write, get_engine, get_session_factory, get_tm_session, utcnow
 from . import mail
-from .returns import process_return
-from .runs import RunConflict, append_log, create_run, mark_returned
+from .duties import (
+    check_pool,
+    expand_run,
+    pools_to_check,
+    runs_of_unresponsive_workers,
+    runs_to_expand,
+    settle_run_of_unresponsive_worker,
+)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_INTERVAL = 5.0
-DEFAULT_PING_INTERVAL = 60.0
-DEFAULT_PING_MARGIN = 15.0
-DEFAULT_UNRESPONSIVE_AFTER_INTERVALS = 3.0
-
-
-# --- settings ----------------------------------------------------------------
-
-
-def _seconds(settings, name, default):
-    value = settings.get(name)
-    if value is None or str(value).strip() == "":
-        return float(default)
-    seconds = float(value)
-    if seconds < 0:
-        raise ValueError(f"{name} must not be negative, got {value!r}")
-    return seconds
-
-
-def scheduler_interval(settings):
-    return _seconds(settings, "jobrunner.scheduler.interval", DEFAULT_INTERVAL)
-
-
-def unresponsive_limit(settings):
-    """Seconds without a ping after which an enabled worker is unresponsive."""
-    ping_interval = _seconds(settings, "jobrunner.worker.ping_interval", DEFAULT_PING_INTERVAL)
-    margin = _seconds(settings, "jobrunner.worker.ping_margin", DEFAULT_PING_MARGIN)
-    intervals = _seconds(
-        settings, "jobrunner.worker.unresponsive_after_intervals", DEFAULT_UNRESPONSIVE_AFTER_INTERVALS
-    )
-    return intervals * ping_interval + margin
-
-
-def unresponsive_cutoff(settings, now):
-    return now - timedelta(seconds=unresponsive_limit(settings))
-
-
-# --- row taking ----------------------------------------------------------------
-
-
-def take_job(dbsession, job_id):
-    """Locks the job's row unless another transaction holds it (claims and
-    returns of the API lock it too). SQLite ignores FOR UPDATE."""
-    taken = dbsession.scalar(
-        select(Job.id).where(Job.id == job_id).with_for_update(skip_locked=True)
-    )
-    return taken is not None
-
-
-def is_unresponsive(cutoff):
-    """SQL condition on Worker: enabled, and no ping since the cutoff."""
-    return and_(
-        Worker.enqueue_is_enabled.is_(True),
-        or_(Worker.ping_response_dts.is_(None), Worker.ping_response_dts < cutoff),
-    )
-
-
-def is_responsive(cutoff):
-    return and_(Worker.enqueue_is_enabled.is_(True), Worker.ping_response_dts >= cutoff)
-
-
-# --- duty 1: run-on-all-workers expansion ---------------------------------------
-
-
-def _to_expand(now):
-    return [
-        Run.worker_id.is_(None),
-        Run.enqueue_dts.is_(None),
-        Run.return_dts.is_(None),
-        Run.schedule_dts <= now,
-        Job.run_on_all_workers.is_(True),
-    ]
-
-
-def runs_to_expand(dbsession, now):
-    """(run id, job id) of the due, unexpanded runs of run-on-all-workers jobs."""
-    query = (
-        select(Run.id, Run.job_id)
-        .join(Job, Job.id == Run.job_id)
-        .where(*_to_expand(now))
-        .order_by(Run.schedule_dts, Run.id)
-    )
-    return [tuple(row) for row in dbsession.execute(query)]
-
-
-def expand_run(dbsession, run_id, job_id, now):
-    """One run per enabled worker of the job's pool, in the original's
-    schedule, then the original goes. Returns the runs created ([] when
-    another scheduler has it or has done it already)."""
-    if not take_job(dbsession, job_id):
-        return []
-    run = dbsession.scalar(
-        select(Run)
-        .join(Job, Job.id == Run.job_id)
-        .where(Run.id == run_id, *_to_expand(now))
-        .with_for_update(skip_locked=True, of=Run)
-    )
-    if run is None:
-        return []
-    job = dbsession.get(Job, job_id)
-    workers = dbsession.scalars(
-        select(Worker)
-        .join(worker_pool_workers, worker_pool_workers.c.worker_id == Worker.id)
-        .where(
-            worker_pool_workers.c.worker_pool_id == job.worker_pool_id,
-            Worker.enqueue_is_enabled.is_(True),
-        )
-        .order_by(Worker.id)
-    ).all()
-    if not workers:
-        # Deleting the run would lose the schedule; it waits for a worker.
-        log.debug("run %s of job %s waits: its pool has no enabled worker", run.id, job.id)
-        return []
-    schedule_id = run.schedule_id if run.schedule_id is not None else run.id
-    created = [
-        create_run(
-            dbsession,
-            job,
-            run.schedule_dts,
-            is_manual=run.is_manual,
-            schedule_children=run.schedule_children,
-            worker_id=worker.id,
-            schedule_id=schedule_id,
-        )
-        for worker in workers
-    ]
-    dbsession.delete(run)
-    dbsession.flush()
-    log.info("expanded run %s of job %r into %d runs", run_id, job.title, len(created))
-    return created
-
-
-def expand_run_on_all_workers(dbsession, now):
-    """Duty 1 in the caller's transaction. Returns the runs created."""
-    created = []
-    for run_id, job_id in runs_to_expand(dbsession, now):
-        created.extend(expand_run(dbsession, run_id, job_id, now))
-    return created
-
-
-# --- duty 2: runs of unresponsive workers ----------------------------------------
-
-
-def _held_by_unresponsive(cutoff, now):
-    return [
-        Run.return_dts.is_(None),
-        is_unresponsive(cutoff),
-        or_(
-            Run.enqueue_dts.is_not(None),
-            # A due run pinned to the worker by a run-on-all-workers schedule
-            # can run nowhere else; left alone it would hold back the
-            # schedule's children and the job's next schedule for ever.
-            and_(Job.run_on_all_workers.is_(True), Run.schedule_dts <= now),
-        ),
-    ]
-
-
-def runs_of_unresponsive_workers(dbsession, now, settings):
-    """(run id, job id) of the runs that unresponsive workers hold."""
-    cutoff = unresponsive_cutoff(settings, now)
-    query = (
-        select(Run.id, Run.job_id)
-        .join(Worker, Worker.id == Run.worker_id)
-        .join(Job, Job.id == Run.job_id)
-        .where(*_held_by_unresponsive(cutoff, now))
-        .order_by(Run.id)
-    )
-    return [tuple(row) for row in dbsession.execute(query)]
-
-
-def _local(context, dts):
-    return dts.astimezone(context.tz).strftime("%Y-%m-%d %H:%M:%S %Z") if dts else "never"
-
-
-def settle_run_of_unresponsive_worker(dbsession, run_id, job_id, now, settings, context):
-    """A started run (or any run of a run-on-all-workers schedule) is returned
-    as failed, with the reason in its log, and its return is processed like
-    any other; a run that was only in queue is freed for the pool.
-    Returns "failed", "freed" or None (another scheduler has it)."""
-    if not take_job(dbsession, job_id):
-        return None
-    cutoff = unresponsive_cutoff(settings, now)
-    run = dbsession.scalar(
-        select(Run)
-        .join(Worker, Worker.id == Run.worker_id)
-        .join(Job, Job.id == Run.job_id)
-        .where(Run.id == run_id, *_held_by_unresponsive(cutoff, now))
-        .with_for_update(skip_locked=True, of=Run)
-    )
-    if run is None:
-        return None
-    job = dbsession.get(Job, job_id)
-    worker = dbsession.get(Worker, run.worker_id)
-    started = run.start_dts is not None
-    if not started and not job.run_on_all_workers:
-        run.worker_id = None
-        run.enqueue_dts = None
-        run.pid = None
-        dbsession.flush()
-        log.info("freed run %s of job %r: worker %r is unresponsive", run.id, job.title, worker.title)
-        return "freed"
-    try:
-        mark_returned(dbsession, run, now, False)
-    except RunConflict:
-        return None
-    append_log(
-        dbsession,
-        run,
-        f"[jobrunner scheduler] {_local(context, now)}: the worker {worker.title!r} is "
-        f"unresponsive (last ping: {_local(context, worker.ping_response_dts)}; allowed "
-        f"{unresponsive_limit(settings):g} seconds without a ping). The run was returned as "
-        f"failed{'' if started else ' before it started'}.\n",
-    )
-    process_return(dbsession, run, context)
-    log.warning("returned run %s of job %r as failed: worker %r is unresponsive",
-                run.id, job.title, worker.title)
-    return "failed"
-
-
-def fail_unresponsive_workers(dbsession, now, settings, context):
-    """Duty 2 in the caller's transaction. Returns {"failed": n, "freed": n}."""
-    counts = {"failed": 0, "freed": 0}
-    for run_id, job_id in runs_of_unresponsive_workers(dbsession, now, settings):
-        outcome = settle_run_of_unresponsive_worker(dbsession, run_id, job_id, now, settings, context)
-        if outcome:
-            counts[outcome] += 1
-    return counts
-
-
-# --- duty 3: pool alerts -----------------------------------------------------------
-
-
-def _pool_workers(condition):
-    return (
-        exists()
-        .where(
-            worker_pool_workers.c.worker_pool_id == WorkerPool.id,
-            worker_pool_workers.c.worker_id == Worker.id,
-            condition,
-        )
-        .correlate(WorkerPool)
-    )
-
-
-def _pool_state_changes(cutoff):
-    has_enabled = _pool_workers(Worker.enqueue_is_enabled.is_(True))
-    has_responsive = _pool_workers(is_responsive(cutoff))
-    return or_(
-        and_(WorkerPool.unresponsive_since_dts.is_(None), has_enabled, ~has_responsive),
-        and_(WorkerPool.unresponsive_since_dts.is_not(None), has_responsive),
-    )
-
-
-def pools_to_check(dbsession, now, settings):
-    """Pools whose outage starts or ends now."""
-    cutoff = unresponsive_cutoff(settings, now)
-    return list(
-        dbsession.scalars(
-            select(WorkerPool.id).where(_pool_state_changes(cutoff)).order_by(WorkerPool.id)
-        )
-    )
-
-
-def check_pool(dbsession, pool_id, now, settings, context):
-    """Mails once per outage. Returns "alerted", "recovered" or None."""
-    cutoff = unresponsive_cutoff(settings, now)
-    pool = dbsession.scalar(
-        select(WorkerPool)
-        .where(WorkerPool.id == pool_id, _pool_state_changes(cutoff))
-        .with_for_update(skip_locked=True)
-    )
-    if pool is None:
-        return None
-    if pool.unresponsive_since_dts is not None:
-        pool.unresponsive_since_dts = None
-        dbsession.flush()
-        log.info("worker pool %r answers again", pool.title)
-        return "recovered"
-    workers = dbsession.scalars(
-        select(Worker)
-        .join(worker_pool_workers, worker_pool_workers.c.worker_id == Worker.id)
-        .where(worker_pool_workers.c.worker_pool_id == pool.id, Worker.enqueue_is_enabled.is_(True))
-        .order_by(Worker.id)
-    ).all()
-    pool.unresponsive_since_dts = now
-    dbsession.flush()
-    mail.send_pool_unresponsive(context, pool, workers)
-    log.warning("worker pool %r is unresponsive", pool.title)
-    return "alerted"
-
-
-def alert_unresponsive_pools(dbsession, now, settings, context):
-    """Duty 3 in the caller's transaction. Returns {"alerted": n, "recovered": n}."""
-    counts = {"alerted": 0, "recovered": 0}
-    for pool_id in pools_to_check(dbsession, now, settings):
-        outcome = check_pool(dbsession, pool_id, now, settings, context)
-        if outcome:
-            counts[outcome] += 1
-    return counts
-
-
-# --- the loop ------------------------------------------------------------------------
 
 
 def mailer_from_settings(settings):
     """The mailer the web process would use with these settings."""
     from pyramid_mailer.mailer import DebugMailer
 
-    includes = (settings.get("pyramid.includes") or "").split()
+    includes = (settings.ini.get("pyramid.includes") or "").split()
     if "pyramid_mailer.debug" in includes:
         # Where pyramid_mailer.debug puts the web process's mails.
         return DebugMailer(os.path.join(os.getcwd(), "mail"))
@@ -360,13 +41,13 @@ def mailer_from_settings(settings):
 
 class Scheduler:
     """One scheduler: its own transaction manager, so its mail goes out only
-    when the transaction that caused it commits."""
+    when the transaction that caused it commits. `settings` is a
+    jobrunner.settings.Settings (bad values fail when it is built)."""
 
     def __init__(self, session_factory, settings, mailer):
         self.session_factory = session_factory
         self.settings = settings
-        self.interval = scheduler_interval(settings)
-        unresponsive_limit(settings)  # bad settings fail at start, not in the loop
+        self.interval = settings.scheduler_interval
         self.tm = transaction.TransactionManager(explicit=True)
         self.context = mail.mail_context_from_settings(settings, mailer, self.tm)
         self.iterations = 0
@@ -462,7 +143,7 @@ class Scheduler:
 
 def run_scheduler(settings, stop_event, mailer=None):
     """The scheduler loop on an engine of its own, until stop_event is set."""
-    engine = get_engine(settings)
+    engine = get_engine(settings.ini)
     try:
         scheduler = Scheduler(
             get_session_factory(engine), settings, mailer or mailer_from_settings(settings)
@@ -479,7 +160,7 @@ def main(argv=None):
 
     from pyramid.paster import setup_logging
 
-    from ..settings import MissingEnvironment, get_settings
+    from ..settings import MissingEnvironment, SettingsError, load_settings
 
     parser = argparse.ArgumentParser(
         prog="jobrunner-scheduler",
@@ -490,8 +171,8 @@ def main(argv=None):
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging(args.config_uri)
     try:
-        settings = get_settings(args.config_uri)
-    except MissingEnvironment as exc:
+        settings = load_settings(args.config_uri)
+    except (MissingEnvironment, SettingsError) as exc:
         parser.exit(2, f"jobrunner-scheduler: {exc}\n")
 
     stop_event = threading.Event()

@@ -1,5 +1,5 @@
 """Which runs a worker may take now (SPEC section 5, "Enqueueable")."""
-from sqlalchemy import and_, exists, false, or_, select, true
+from sqlalchemy import and_, exists, false, or_, select
 
 from ..models import Job, JobTemplate, Project, Run, WorkerPool, utcnow
 from ..models.tables import worker_pool_workers
@@ -96,4 +96,4 @@ def enqueueable_run_ids(worker, now):
     )
 
 
-__all__ = ["enqueueable_runs", "enqueueable_run_ids", "true"]
+__all__ = ["enqueueable_runs", "enqueueable_run_ids"]

@@ -1,4 +1,5 @@
-"""The mails Job-Runner sends (SPEC section 5): one message per event,
+"""The mails Job-Runner sends: one message per event (a failed run, a job
+that cannot be rescheduled, a pool without a responsive worker), sent to
 every recipient once. A message goes out after the transaction that caused
 it commits, and not at all if it aborts; a mail server that is down is logged
 and never undoes or fails what was committed."""
@@ -8,6 +9,8 @@ from email.policy import compat32
 from zoneinfo import ZoneInfo
 
 from pyramid_mailer.message import Message
+
+from ..values import address_list
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +29,14 @@ class SMTPMessage(Message):
 
 
 def build_mailer(settings):
-    """SMTP from the `mail.*` settings, or with `jobrunner.mail_folder` a
-    mailer that writes each message as a file there (development)."""
+    """SMTP from the `mail.*` settings, or with a mail folder a mailer that
+    writes each message as a file there (development). `settings` is a
+    jobrunner.settings.Settings."""
     from pyramid_mailer.mailer import DebugMailer, Mailer
 
-    folder = settings.get("jobrunner.mail_folder")
-    if folder:
-        return DebugMailer(folder)
-    return Mailer.from_settings(settings)
+    if settings.mail_folder:
+        return DebugMailer(settings.mail_folder)
+    return Mailer.from_settings(settings.ini)
 
 
 @dataclass
@@ -47,28 +50,28 @@ class MailContext:
 
 
 def mail_context_from_settings(settings, mailer, transaction_manager):
+    """The context of mails sent under `settings` (a jobrunner.settings.Settings)."""
     return MailContext(
         mailer=mailer,
         transaction_manager=transaction_manager,
-        tz=ZoneInfo(settings.get("jobrunner.timezone") or "UTC"),
-        admin_emails=split_addresses((settings.get("jobrunner.admin_emails") or "").replace(",", "\n")),
-        base_url=settings.get("jobrunner.base_url") or "http://localhost:6543",
-        sender=settings.get("mail.default_sender") or None,
+        tz=settings.tz,
+        admin_emails=list(settings.admin_emails),
+        base_url=settings.mail_base_url,
+        sender=settings.mail_sender,
     )
 
 
 def mail_context(request):
     """The context of a web request: mail goes out when its transaction commits."""
-    return mail_context_from_settings(request.registry.settings, request.mailer, request.tm)
+    return mail_context_from_settings(request.registry.jobrunner_settings, request.mailer, request.tm)
 
 
 def split_addresses(*texts):
     """Addresses from one-per-line fields and lists, first occurrence kept."""
     seen = []
     for text in texts:
-        lines = text.splitlines() if isinstance(text, str) else list(text or [])
-        for line in lines:
-            address = line.strip()
+        for address in address_list(text) if isinstance(text, str) else list(text or []):
+            address = address.strip()
             if address and address.lower() not in {a.lower() for a in seen}:
                 seen.append(address)
     return seen

@@ -1,9 +1,13 @@
-"""What a run's return sets in motion (SPEC section 5, "Return"), in the same
-transaction as the return itself."""
-from sqlalchemy import func, or_, select
+"""What a run's return sets in motion, in the same transaction as the return
+itself: the job's failure count (and its switch-off after too many failures),
+the error mail, the children once the whole schedule has returned, and the
+job's next schedule."""
+from sqlalchemy import func, select
 
-from ..models import IntervalType, Job, KillRequest, Run, RunLog, utcnow
+from ..jobs import has_pending_run
+from ..models import IntervalType, Job, Run, RunLog, utcnow
 from . import mail
+from .kills import killed_run_ids
 from .reschedule import RescheduleError, next_schedule
 from .runs import create_run
 
@@ -29,18 +33,8 @@ def process_return(dbsession, run, context, killed=False):
 
 
 def was_killed(dbsession, run):
-    """The run's worker acted on a kill request for it (SPEC section 5, "Kill")."""
-    return (
-        dbsession.scalar(
-            select(KillRequest.id)
-            .where(
-                KillRequest.run_id == run.id,
-                or_(KillRequest.enqueue_dts.is_not(None), KillRequest.execute_dts.is_not(None)),
-            )
-            .limit(1)
-        )
-        is not None
-    )
+    """The run's worker acted on a kill request for it."""
+    return run.id in killed_run_ids(dbsession, [run.id])
 
 
 def schedule_children(dbsession, run, job, now):
@@ -62,19 +56,11 @@ def schedule_children(dbsession, run, job, now):
             create_run(dbsession, child, now, is_manual=False)
 
 
-def has_pending_schedule(dbsession, job_id):
-    return (
-        dbsession.scalar(
-            select(Run.id).where(Run.job_id == job_id, Run.return_dts.is_(None)).limit(1)
-        )
-        is not None
-    )
-
-
 def reschedule(dbsession, job, context, now):
     if not job.reschedule_interval or not job.reschedule_interval_type:
         return None
-    if has_pending_schedule(dbsession, job.id):
+    # One schedule at a time: a pending run is the job's next schedule.
+    if has_pending_run(dbsession, job.id):
         return None
     # Manual runs never shift the recurring schedule.
     last = dbsession.scalar(

@@ -1,33 +1,37 @@
-"""Claiming, resetting and returning runs (SPEC section 5).
+"""The life cycle of a run, in one place: created, claimed by a worker,
+started, given a pid and a log, returned; released when its worker lets it
+go or stops answering; killed on request.
 
-Plain functions over a SQLAlchemy session: the views are thin wrappers and the
-scheduler daemon calls the same code.
+The rules:
+
+* Only a worker claims a run, and only for itself. A claim is one
+  conditional UPDATE: the run becomes the worker's only while it is still
+  unclaimed and enqueueable for that worker.
+* The claim is the fencing token: only the worker holding it may set the
+  start, the pid, the return, write the run's log or act on a kill request.
+  Another worker, a user, or the holder after a release is refused.
+* A run returns once; a second return changes nothing, so no result is ever
+  counted twice. Once returned, its log and its schedule are history.
+* A started run is never released: its script may be running, and a second
+  worker would run it again. It is returned (as failed if need be).
+* A run's schedule lies within 100 years of now.
+
+Plain functions over a SQLAlchemy session that raise the errors of
+jobrunner.errors; the REST API and the scheduler call the same code.
 """
 from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from ..models import Job, Run, RunLog, utcnow
+from ..domain_errors import InvalidFields, NotAllowed, NotHolder, RunConflict
+from ..models import Job, KillRequest, Run, RunLog, utcnow
 from .enqueueable import enqueueable_run_ids
 
-
-class RunConflict(Exception):
-    """The run's state does not allow what was asked (HTTP 409)."""
-
-
-# A schedule further away than this is a typing error, not a plan; and the
-# reschedule arithmetic stays far from the year 9999.
-SCHEDULE_REACH = timedelta(days=100 * 366)
-
-
-class InvalidSchedule(ValueError):
-    """A schedule_dts outside the range a run may have (HTTP 400)."""
-
-
-def check_schedule_dts(schedule_dts, now=None):
-    now = now or utcnow()
-    if not now - SCHEDULE_REACH <= schedule_dts <= now + SCHEDULE_REACH:
-        raise InvalidSchedule("A run's schedule must lie within 100 years of now.")
+__all__ = [
+    "RunConflict", "NotHolder", "create_run", "claim", "release", "reset_claim", "progress",
+    "report_return", "mark_returned", "append_log", "create_log", "holder_update",
+    "request_kill", "check_schedule", "move_schedule",
+]
 
 
 def lock_job(dbsession, job_id):
@@ -36,14 +40,67 @@ def lock_job(dbsession, job_id):
     dbsession.execute(select(Job.id).where(Job.id == job_id).with_for_update())
 
 
-def claim_run(dbsession, run, worker, enqueue_dts):
-    """One conditional UPDATE: the run becomes the worker's only if it is
-    still unclaimed and enqueueable for it. Raises RunConflict otherwise."""
+def create_run(dbsession, job, schedule_dts, is_manual, schedule_children=True, worker_id=None,
+               schedule_id=None):
+    """A new run; without a schedule id it starts a schedule of its own."""
+    run = Run(
+        job_id=job.id,
+        schedule_dts=schedule_dts,
+        is_manual=is_manual,
+        schedule_children=schedule_children,
+        worker_id=worker_id,
+        schedule_id=schedule_id,
+    )
+    dbsession.add(run)
+    dbsession.flush()
+    if run.schedule_id is None:
+        run.schedule_id = run.id
+        dbsession.flush()
+    return run
+
+
+# A schedule further away than this is a typing error, not a plan; and the
+# reschedule arithmetic stays far from the year 9999.
+SCHEDULE_REACH = timedelta(days=100 * 366)
+
+
+def check_schedule(schedule_dts, now=None):
+    now = now or utcnow()
+    if not now - SCHEDULE_REACH <= schedule_dts <= now + SCHEDULE_REACH:
+        raise InvalidFields({"schedule_dts": "A run's schedule must lie within 100 years of now."})
+
+
+def move_schedule(run, worker, schedule_dts):
+    """A new schedule_dts: a worker moves only a run it holds; nobody moves
+    a run that has returned."""
+    if schedule_dts == run.schedule_dts:
+        return
+    check_schedule(schedule_dts)
+    if worker is not None:
+        require_holder(run, worker)
+    if run.return_dts is not None:
+        raise RunConflict("The run has returned; its schedule is history.")
+    run.schedule_dts = schedule_dts
+
+
+def require_holder(run, worker):
+    if worker is None or run.worker_id != worker.id or run.enqueue_dts is None:
+        raise NotHolder()
+
+
+# --- claim and release ---------------------------------------------------------
+
+
+def claim(dbsession, run, worker, enqueue_dts, for_worker_id):
+    """`worker` (None when a user asks) claims `run` for `for_worker_id`."""
+    if worker is None:
+        raise NotAllowed("Only a worker claims a run.")
+    if for_worker_id != worker.id:
+        raise NotAllowed("A worker claims runs for itself only.")
     lock_job(dbsession, run.job_id)
-    now = utcnow()
     result = dbsession.execute(
         update(Run)
-        .where(Run.id == run.id, Run.id.in_(enqueueable_run_ids(worker, now)))
+        .where(Run.id == run.id, Run.id.in_(enqueueable_run_ids(worker, utcnow())))
         .values(enqueue_dts=enqueue_dts, worker_id=worker.id)
         .execution_options(synchronize_session=False)
     )
@@ -53,29 +110,68 @@ def claim_run(dbsession, run, worker, enqueue_dts):
     dbsession.expire(run)
 
 
-def reset_claim(dbsession, run, release_worker):
-    """Back to scheduled; with release_worker any worker of the pool may take it.
+def release(dbsession, run, worker, release_worker, start_dts=None):
+    """The holder gives the run back (it could not start it): scheduled
+    again, for itself or, with release_worker, for any worker of the pool."""
+    require_holder(run, worker)
+    if start_dts is not None:
+        raise InvalidFields({"start_dts": "A reset run has not started."})
+    if run.start_dts is not None:
+        raise RunConflict("Only a run that has not started can be released.")
+    reset_claim(dbsession, run, release_worker)
 
-    Only a run that has not started: a started run's script may be running,
-    and releasing it would let a second worker run it too (a started run is
-    returned, as failed if need be, never put back)."""
+
+def reset_claim(dbsession, run, release_worker):
+    """Back to scheduled, whoever asks (a holder's release, the scheduler
+    freeing the queue of a worker that stopped answering)."""
     values = {"enqueue_dts": None, "start_dts": None, "pid": None}
     if release_worker:
         values["worker_id"] = None
     result = dbsession.execute(
         update(Run)
-        .where(Run.id == run.id, Run.return_dts.is_(None), Run.start_dts.is_(None))
+        .where(Run.id == run.id, Run.return_dts.is_(None))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
-        raise RunConflict("Only a run that has not started can be released.")
+        raise RunConflict("The run has returned already.")
     dbsession.expire(run)
 
 
+# --- progress and return ---------------------------------------------------------
+
+
+def _require_running(run, worker):
+    require_holder(run, worker)
+    if run.return_dts is not None:
+        raise RunConflict("The run has returned already.")
+
+
+def progress(dbsession, run, worker, **values):
+    """The holder reports the start (start_dts), the pid or, before its
+    return, the outcome (return_success) of a run that has not returned."""
+    _require_running(run, worker)
+    for name, value in values.items():
+        setattr(run, name, value)
+
+
+def report_return(dbsession, run, worker, return_dts, return_success, context, **values):
+    """The holder returns the run; what a return sets in motion (the job's
+    failure count, mail, children, the next schedule) follows in the same
+    transaction."""
+    from .returns import process_return
+
+    _require_running(run, worker)
+    for name, value in values.items():
+        setattr(run, name, value)
+    dbsession.flush()
+    mark_returned(dbsession, run, return_dts, return_success, worker_id=worker.id)
+    process_return(dbsession, run, context)
+
+
 def mark_returned(dbsession, run, return_dts, return_success, worker_id=None):
-    """Sets the return once; a second return is a RunConflict and changes
-    nothing, so no result is ever counted twice."""
+    """Sets the return once (for `worker_id` only, when given); a second
+    return is a RunConflict and changes nothing."""
     # Siblings of a schedule return one after the other, so exactly one of
     # them sees the schedule complete and schedules the children.
     lock_job(dbsession, run.job_id)
@@ -93,8 +189,44 @@ def mark_returned(dbsession, run, return_dts, return_success, worker_id=None):
     dbsession.refresh(run)
 
 
+# --- the log and kill requests -----------------------------------------------------
+
+
+def create_log(dbsession, run, worker, content):
+    """The holder starts the run's log; a run has one log."""
+    require_holder(run, worker)
+    _require_log_open(run)
+    existing = dbsession.scalar(select(RunLog.id).where(RunLog.run_id == run.id))
+    if existing is not None:
+        raise RunConflict(f"The run has a log already: /api/v1/run_log/{existing}/.")
+    log = RunLog(run_id=run.id, content=content)
+    dbsession.add(log)
+    dbsession.flush()
+    return log
+
+
+def holder_update(obj, worker, values):
+    """A run's log and its kill requests belong to the run: only the holder
+    of the run changes them, and they stay with their run."""
+    require_holder(obj.run, worker)
+    if isinstance(obj, RunLog):
+        _require_log_open(obj.run)
+    if "run" in values and values.pop("run") != obj.run_id:
+        noun = "A log" if isinstance(obj, RunLog) else "A kill request"
+        raise InvalidFields({"run": f"{noun} cannot move to another run."})
+    for name, value in values.items():
+        setattr(obj, name, value)
+    return obj
+
+
+def _require_log_open(run):
+    # What a run printed is final once its result is in.
+    if run.return_dts is not None:
+        raise RunConflict("The run has returned; its log is read-only.")
+
+
 def append_log(dbsession, run, text):
-    """Adds a line to a run's log (used when the server ends a run itself)."""
+    """Adds a line to a run's log (when the server ends a run itself)."""
     log = dbsession.scalar(select(RunLog).where(RunLog.run_id == run.id))
     if log is None:
         dbsession.add(RunLog(run_id=run.id, content=text))
@@ -104,19 +236,11 @@ def append_log(dbsession, run, text):
     dbsession.flush()
 
 
-def create_run(dbsession, job, schedule_dts, is_manual, schedule_children=True, worker_id=None,
-               schedule_id=None):
-    run = Run(
-        job_id=job.id,
-        schedule_dts=schedule_dts,
-        is_manual=is_manual,
-        schedule_children=schedule_children,
-        worker_id=worker_id,
-        schedule_id=schedule_id,
-    )
-    dbsession.add(run)
+def request_kill(dbsession, run):
+    """Only a started run that has not returned can be killed."""
+    if run.start_dts is None or run.return_dts is not None:
+        raise RunConflict("Only a started run that has not returned can be killed.")
+    kill_request = KillRequest(run_id=run.id, schedule_dts=utcnow())
+    dbsession.add(kill_request)
     dbsession.flush()
-    if run.schedule_id is None:
-        run.schedule_id = run.id
-        dbsession.flush()
-    return run
+    return kill_request

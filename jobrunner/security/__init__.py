@@ -2,35 +2,12 @@
 authorization, and the security headers of every answer."""
 from pyramid.csrf import SessionCSRFStoragePolicy
 from pyramid.session import SignedCookieSessionFactory
-from pyramid.settings import asbool
 
+from ..settings import InsecureSettings  # noqa: F401 (raised when the app starts)
 from .headers import add_security_headers
-from .passwords import DEFAULT_MAX_CONCURRENT_HASHES, limit_concurrent_hashes
+from .passwords import limit_concurrent_hashes
 from .permissions import Permission  # noqa: F401
 from .policies import JobRunnerSecurityPolicy, api_key_header, is_hmac_request
-from .scope import write_scope
-from .sessions import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_AGE_SECONDS
-
-DEFAULT_SESSION_SECRET = "change-me"
-KNOWN_DEFAULT_SECRETS = {"", DEFAULT_SESSION_SECRET, "development-only-secret", "test-secret"}
-MIN_PRODUCTION_SECRET_LENGTH = 32
-
-
-class InsecureSettings(RuntimeError):
-    pass
-
-
-def check_production_secret(settings):
-    """In production a forged session cookie must not be possible."""
-    if not asbool(settings.get("jobrunner.production", False)):
-        return
-    secret = settings.get("jobrunner.session_secret") or ""
-    if secret in KNOWN_DEFAULT_SECRETS or len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
-        raise InsecureSettings(
-            "jobrunner.session_secret is a default or shorter than "
-            f"{MIN_PRODUCTION_SECRET_LENGTH} characters: set JOBRUNNER_SESSION_SECRET "
-            "to a long random value (python3 -c 'import secrets; print(secrets.token_urlsafe(48))')."
-        )
 
 
 def csrf_required(request):
@@ -57,29 +34,24 @@ def signed_identity_tween_factory(handler, registry):
 
 
 def includeme(config):
-    settings = config.get_settings()
-    check_production_secret(settings)
-    config.registry["jobrunner.worker_write_scope"] = write_scope(settings)
-    secret = settings.get("jobrunner.session_secret") or DEFAULT_SESSION_SECRET
-    idle = int(settings.get("jobrunner.session.idle_timeout") or DEFAULT_IDLE_SECONDS)
-    max_age = int(settings.get("jobrunner.session.max_age") or DEFAULT_MAX_AGE_SECONDS)
+    settings = config.registry.jobrunner_settings
+    settings.check_production_secret()
+    idle = int(settings.session_idle_timeout)
     config.set_session_factory(
         SignedCookieSessionFactory(
-            secret,
+            settings.cookie_secret,
             cookie_name="jobrunner_session",
             httponly=True,
             samesite="Lax",
-            secure=asbool(settings.get("jobrunner.secure_cookies", False)),
+            secure=settings.secure_cookies,
             # The idle limit: a cookie not renewed within it is void. The
             # cookie is renewed on use at most every tenth of it.
             timeout=idle,
             reissue_time=max(1, min(3600, idle // 10)),
-            max_age=max_age,
+            max_age=int(settings.session_max_age),
         )
     )
-    limit_concurrent_hashes(int(
-        settings.get("jobrunner.login.max_concurrent_hashes", DEFAULT_MAX_CONCURRENT_HASHES)
-    ))
+    limit_concurrent_hashes(settings.login_max_concurrent_hashes)
     config.set_security_policy(JobRunnerSecurityPolicy())
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.set_default_csrf_options(require_csrf=True, callback=csrf_required)

@@ -4,14 +4,13 @@ from dataclasses import dataclass, field
 
 from pyramid.authentication import SessionAuthenticationHelper
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
-from pyramid.settings import asbool
 from sqlalchemy import select
 
 from ..models import User, Worker
-from ..signing import is_signed, parse_header, v1_signature
+from ..signing import is_signed, parse_header
 from .nonces import remember_nonce
 from .permissions import ADMIN_PRINCIPAL, group_principal, worker_principal
-from .sessions import DEFAULT_MAX_AGE_SECONDS, SESSION_TOKEN_KEY, session_user
+from .sessions import SESSION_TOKEN_KEY, session_user
 from .tokens import token_user
 
 IDENTITY_KEY = "jobrunner_identity"
@@ -35,11 +34,6 @@ class Identity:
     @property
     def is_admin(self):
         return bool(self.user and self.user.is_admin)
-
-
-def compute_signature(secret, method, path_qs, body):
-    """The v1 signature (kept for the original worker's clients and tests)."""
-    return v1_signature(secret, method, path_qs, body)
 
 
 def api_key_header(request):
@@ -80,7 +74,7 @@ class SignatureSecurityPolicy:
         if signed is None:
             return None
         if signed.version == 1:
-            if not asbool(request.registry.settings.get("jobrunner.accept_v1_signatures", True)):
+            if not request.registry.jobrunner_settings.accept_v1_signatures:
                 return None
             worker = self._verified(request, request.dbsession, signed)
         else:
@@ -153,8 +147,7 @@ class SessionSecurityPolicy:
         userid = self.helper.authenticated_userid(request)
         if userid is None:
             return None
-        max_age = int(request.registry.settings.get("jobrunner.session.max_age")
-                      or DEFAULT_MAX_AGE_SECONDS)
+        max_age = request.registry.jobrunner_settings.session_max_age
         user = session_user(request.dbsession, userid, request.session.get(SESSION_TOKEN_KEY), max_age)
         return user_identity(user, "session") if user is not None else None
 

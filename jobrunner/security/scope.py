@@ -8,9 +8,6 @@ every machine of their pools. With `protocol` a worker writes only what
 the worker protocol needs: its runs, their logs, kill requests and its
 own ping.
 """
-from pyramid.settings import aslist
-
-SCOPES = ("all", "protocol")
 # (resource, write) pairs the worker protocol needs.
 PROTOCOL_WRITES = {
     ("run", "update"),
@@ -21,17 +18,6 @@ PROTOCOL_WRITES = {
 }
 # What a worker sets on itself, whatever the scope.
 WORKER_SELF_FIELDS = {"ping_response_dts", "worker_version", "concurrent_jobs"}
-
-
-class InvalidScope(ValueError):
-    pass
-
-
-def write_scope(settings):
-    value = (aslist(settings.get("jobrunner.worker_write_scope") or "all") or ["all"])[0]
-    if value not in SCOPES:
-        raise InvalidScope(f"jobrunner.worker_write_scope is one of {', '.join(SCOPES)}, not {value!r}")
-    return value
 
 
 def worker_may_write(scope, resource_name, write):

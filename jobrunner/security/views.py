@@ -9,6 +9,7 @@ from pyramid.security import NO_PERMISSION_REQUIRED, forget, remember
 from pyramid.view import view_config
 from sqlalchemy import select
 
+from ..errors import json_error
 from ..models import User
 from . import logins, sessions
 from .passwords import HashingBusy, check_password
@@ -45,7 +46,7 @@ def login(request):
             if not isinstance(data, dict):
                 raise ValueError
         except ValueError:
-            return _json_error(request, 400, "Malformed JSON body.")
+            return json_error(request, 400, "Malformed JSON body.")
     else:
         data = request.POST
     username = str(data.get("username") or "")
@@ -106,14 +107,13 @@ def logout(request):
 
 
 def _max_age(request):
-    return int(request.registry.settings.get("jobrunner.session.max_age")
-               or sessions.DEFAULT_MAX_AGE_SECONDS)
+    return request.registry.jobrunner_settings.session_max_age
 
 
 def _refused(request, wants_json, status, message, username, data, retry_after=None,
              retry_seconds=None):
     if wants_json:
-        response = _json_error(request, status, message)
+        response = json_error(request, status, message)
     else:
         response = render_to_response(
             LOGIN_TEMPLATE,
@@ -129,10 +129,3 @@ def _refused(request, wants_json, status, message, username, data, retry_after=N
         response.headers["Retry-After"] = str(retry_seconds)
     return response
 
-
-def _json_error(request, status, message):
-    response = request.response
-    response.status = status
-    response.content_type = "application/json"
-    response.json_body = {"error": message, "errors": {}}
-    return response

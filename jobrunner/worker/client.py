@@ -16,7 +16,7 @@ import urllib.parse
 
 import requests
 
-from .. import signing
+from ..signing import authorization_header
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +55,6 @@ def parse_datetime(value):
     if parsed.tzinfo is None:
         return None
     return parsed
-
-
-def hmac_signature(secret, method, path_url, body=b""):
-    """Hex HMAC-SHA1 over upper-cased method + path with query + raw body (v1)."""
-    return signing.v1_signature(secret, method, path_url, body)
-
-
-def authorization_header(api_key, secret, method, path_url, body=b"", version=1):
-    """The ``Authorization`` header value for one request (v2: a new nonce)."""
-    if version == 2:
-        return signing.v2_header(api_key, secret, method, path_url, body)
-    return signing.v1_header(api_key, secret, method, path_url, body)
 
 
 def encode_json_body(data):

@@ -1,7 +1,10 @@
-"""The worker daemon: claims due runs over the REST API and executes them.
+"""The worker daemon's loop: it identifies itself, pings the server, settles
+what an earlier process of this worker left behind, then polls: it acts on
+kill requests and claims due runs, each executed by a RunHandler (run.py)
+in a thread of its own, until it is asked to stop.
 
-A pure HTTP client of the server (SPEC section 6): it imports nothing of the
-server side, only the standard library and requests.
+A pure HTTP client of the server: it imports nothing of the server side,
+only the standard library, requests, and the shared signing module.
 """
 
 import logging
@@ -9,31 +12,28 @@ import signal
 import sys
 import threading
 
-from . import executor
+from . import executor, protocol
 from .client import (
     ApiClient,
     ApiError,
     RetryAborted,
     TransientError,
     backoff_delay,
-    parse_datetime,
     response_json,
     utc_now_iso,
 )
 from .config import config_from_command_line, security_warnings, worker_version
-from .logbuffer import LogBuffer, append_within
+from .logbuffer import append_within
+from .run import (
+    LOG_UPDATE_INTERVAL_SECONDS,
+    RESTARTED_NOTE,
+    RunHandler,
+    RunLogWriter,
+    release_run,
+    return_run,
+)
 
 log = logging.getLogger("jobrunner.worker")
-
-API = "/api/v1/"
-# How often the log of a running script is sent to the server.
-LOG_UPDATE_INTERVAL_SECONDS = 2.0
-NOTE_PREFIX = "[jobrunner-worker] "
-KILLED_NOTE = NOTE_PREFIX + "killed on request"
-RESTARTED_NOTE = (
-    NOTE_PREFIX + "the worker restarted while this run was going on; "
-    "the run is returned as failed"
-)
 
 
 def configure_logging(level_name):
@@ -42,87 +42,6 @@ def configure_logging(level_name):
         level=getattr(logging, level_name.upper()),
         format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s",
     )
-
-
-class RunLogWriter:
-    """Creates a run's log once (POST), then updates it (PATCH)."""
-
-    def __init__(self, client, run, run_log_uri=None, abort=None):
-        self.client = client
-        self.run = run
-        self.run_log_uri = run_log_uri
-        self.abort = abort
-        # The live reporter and the final write must not both POST.
-        self._lock = threading.Lock()
-
-    def write(self, content, *, retry=True):
-        """Store ``content`` as the run's log; raises ApiError on a refusal."""
-        with self._lock:
-            if self.run_log_uri is None:
-                response = self._request(
-                    "POST",
-                    API + "run_log/",
-                    {"run": self.run["resource_uri"], "content": content},
-                    retry,
-                )
-                if response.status_code == 201:
-                    self.run_log_uri = self._created_uri(response)
-                    return
-                # A POST retried after a lost answer, or a log made by an
-                # earlier worker process: the log exists, find it.
-                self.run_log_uri = self._find_existing()
-                if self.run_log_uri is None:
-                    response_json(response, "POST", API + "run_log/", (201,))
-            response = self._request(
-                "PATCH", self.run_log_uri, {"content": content}, retry
-            )
-            response_json(response, "PATCH", self.run_log_uri, (200, 202, 204))
-
-    def _request(self, method, path, data, retry):
-        return self.client.request(method, path, data=data, retry=retry, abort=self.abort)
-
-    def _created_uri(self, response):
-        body = response_json(response, "POST", API + "run_log/", (201,)) or {}
-        uri = body.get("resource_uri") or response.headers.get("Location")
-        if not uri:
-            raise ApiError("POST", API + "run_log/", 201, "no resource_uri in answer")
-        return uri
-
-    def _find_existing(self):
-        logs = self.client.get_json(
-            API + "run_log/", {"run": self.run["id"]}, abort=self.abort
-        )
-        objects = (logs or {}).get("objects") or []
-        return objects[0]["resource_uri"] if objects else None
-
-
-class LiveLogReporter(threading.Thread):
-    """Sends the log of a running script every few seconds, when it changed."""
-
-    def __init__(self, writer, log_buffer, interval, run_id):
-        super().__init__(name=f"run-{run_id}-log", daemon=True)
-        self.writer = writer
-        self.log_buffer = log_buffer
-        self.interval = interval
-        self._stop_requested = threading.Event()
-
-    def run(self):
-        sent_version = None
-        while not self._stop_requested.wait(self.interval):
-            version = self.log_buffer.version
-            if version == sent_version:
-                continue
-            try:
-                # No retries: the next update comes soon, the final one is
-                # retried until it is stored.
-                self.writer.write(self.log_buffer.render(), retry=False)
-                sent_version = version
-            except (TransientError, ApiError, RetryAborted) as error:
-                log.warning("live log update failed: %s", error)
-
-    def stop(self):
-        self._stop_requested.set()
-        self.join()
 
 
 class Heartbeat(threading.Thread):
@@ -154,166 +73,8 @@ class Heartbeat(threading.Thread):
         self.join()
 
 
-class RunHandler(threading.Thread):
-    """Executes one claimed run and reports it back to the server."""
-
-    def __init__(self, worker_daemon, run):
-        super().__init__(name=f"run-{run.get('id')}", daemon=True)
-        self.worker_daemon = worker_daemon
-        self.client = worker_daemon.client
-        self.config = worker_daemon.config
-        self.run_obj = run
-        self.run_uri = run["resource_uri"]
-        self.kill_event = threading.Event()
-        self.pid = None
-        self.started = False
-        self._kill_requests = []
-        self._closed = False
-        self._lock = threading.Lock()
-
-    # Called from the main thread.
-    def request_kill(self, kill_request):
-        """Take over a kill request; False when the run is past that point."""
-        with self._lock:
-            if self._closed:
-                return False
-            self._kill_requests.append(kill_request)
-            self.kill_event.set()
-            return True
-
-    def _close_kill_requests(self):
-        with self._lock:
-            self._closed = True
-            return list(self._kill_requests)
-
-    def run(self):
-        try:
-            self._execute()
-        except RetryAborted as error:
-            log.warning("run %s abandoned: %s", self.run_uri, error)
-        except Exception:
-            log.exception("run %s: unexpected error; the run is given up", self.run_uri)
-            if not self.started:
-                # Never leave a claim held for a run that will not run here.
-                self._release_claim()
-        finally:
-            self._close_kill_requests()
-            self.worker_daemon.run_finished(self)
-
-    def _patch_run(self, data):
-        return self.client.request(
-            "PATCH", self.run_uri, data=data, abort=self.worker_daemon.force_event
-        )
-
-    def _execute(self):
-        force = self.worker_daemon.force_event
-        run_id = self.run_obj.get("id")
-        try:
-            if isinstance(run_id, bool) or not isinstance(run_id, int):
-                raise ApiError("GET", self.run_uri, 200, f"the run's id {run_id!r} is no integer")
-            job = self.client.get_json(self.run_obj["job"], abort=force)
-            if not isinstance(job, dict) or not isinstance(job.get("script_content"), str):
-                raise ApiError("GET", str(self.run_obj["job"]), 200, "the job has no script_content")
-        except (ApiError, KeyError, TypeError) as error:
-            log.error("run %s: cannot handle it here, giving it back: %s", self.run_uri, error)
-            self._release_claim()
-            return
-        script_content = job["script_content"]
-        env = executor.script_environment(run_id, job.get("title"), self.config.api_base_url)
-
-        log_buffer = LogBuffer(self.config.max_log_bytes)
-        writer = RunLogWriter(self.client, self.run_obj, self.run_obj.get("run_log"), force)
-        reporter = LiveLogReporter(
-            writer, log_buffer, self.worker_daemon.log_update_interval, self.run_obj["id"]
-        )
-        start_dts = utc_now_iso()
-
-        def on_started(pid):
-            self.pid = pid
-            self.started = True
-            response = self._patch_run({"start_dts": start_dts, "pid": pid})
-            if response.status_code not in (200, 202, 204):
-                log.error(
-                    "run %s: start refused (%s %s); killing the script and giving up",
-                    self.run_uri, response.status_code, response.text[:300],
-                )
-                return False
-            log.info("run %s started as pid %s", self.run_uri, pid)
-            reporter.start()
-            return True
-
-        try:
-            result = executor.run_script(
-                script_content,
-                self.config.script_temp_path,
-                log_buffer,
-                on_started=on_started,
-                kill_event=self.kill_event,
-                kill_grace_seconds=self.worker_daemon.kill_grace_seconds,
-                script_prefix=f"jobrunner-run-{run_id}-",
-                env=env,
-            )
-        finally:
-            if reporter.is_alive():
-                reporter.stop()
-        # The run ended now, however long the server takes to hear of it.
-        finished_dts = utc_now_iso()
-        if result.abandoned:
-            return
-
-        if result.error is not None:
-            log.warning("run %s could not start: %s", self.run_uri, result.error)
-            log_buffer.write_line(NOTE_PREFIX + result.error)
-            # A run is returned after it started; record when it tried to.
-            response = self._patch_run({"start_dts": start_dts})
-            if response.status_code not in (200, 202, 204):
-                log.error(
-                    "run %s: start refused (%s %s); giving up",
-                    self.run_uri, response.status_code, response.text[:300],
-                )
-                return
-
-        kill_requests = self._close_kill_requests()
-        if result.killed:
-            log_buffer.write_line(KILLED_NOTE)
-        elif kill_requests:
-            log_buffer.write_line(
-                NOTE_PREFIX + "kill requested after the script had finished"
-            )
-        if result.error is None and result.exit_code != 0:
-            log_buffer.write_line(
-                NOTE_PREFIX + executor.describe_exit_code(result.exit_code)
-            )
-        for kill_request in kill_requests:
-            self.worker_daemon.mark_kill_request_executed(
-                kill_request, abort=force, execute_dts=finished_dts
-            )
-
-        try:
-            writer.write(log_buffer.render())
-        except ApiError as error:
-            # The result matters more than its log: report it anyway.
-            log.error("run %s: log not stored: %s", self.run_uri, error)
-
-        self.worker_daemon.return_run(
-            self.run_uri, result.success, abort=force, return_dts=finished_dts
-        )
-
-    def _release_claim(self):
-        """Give the run back to the queue when it cannot be executed here."""
-        try:
-            response = self._patch_run({"enqueue_dts": None, "start_dts": None})
-        except (RetryAborted, ApiError):
-            return
-        if response.status_code not in (200, 202, 204):
-            log.error(
-                "run %s: claim not released (%s %s)",
-                self.run_uri, response.status_code, response.text[:300],
-            )
-
-
 class WorkerDaemon:
-    """The worker's main loop (SPEC section 6).
+    """The worker's main loop.
 
     ``run()`` blocks until a stop is requested (``request_stop()``, or
     SIGTERM/SIGINT once ``install_signal_handlers()`` was called) and every
@@ -397,6 +158,8 @@ class WorkerDaemon:
             self.worker.get("title") or self.config.api_key,
             self.worker["resource_uri"], self.version, self.config.concurrent_jobs,
         )
+        # The heartbeat runs on its own: settling an earlier start's runs may
+        # retry for long, and the worker must stay known as alive meanwhile.
         heartbeat = Heartbeat(self)
         heartbeat.start()
         try:
@@ -455,26 +218,22 @@ class WorkerDaemon:
     # Duties
 
     def fetch_own_worker(self):
-        body = self.client.get_json(API + "worker/", abort=self.stop_event)
+        body = self.client.get_json(protocol.WORKERS, abort=self.stop_event)
         objects = body.get("objects") if isinstance(body, dict) and "objects" in body else [body]
         for worker in objects:
             if worker and worker.get("api_key", self.config.api_key) == self.config.api_key:
                 return worker
-        raise ApiError("GET", API + "worker/", 200, "own worker object not in the answer")
+        raise ApiError("GET", protocol.WORKERS, 200, "own worker object not in the answer")
 
     def ping(self, retry=False):
         response = self.client.request(
             "PATCH",
             self.worker["resource_uri"],
-            data={
-                "ping_response_dts": utc_now_iso(),
-                "worker_version": self.version,
-                "concurrent_jobs": self.config.concurrent_jobs,
-            },
+            data=protocol.ping_body(utc_now_iso(), self.version, self.config.concurrent_jobs),
             retry=retry,
             abort=self.stop_event,
         )
-        body = response_json(response, "PATCH", self.worker["resource_uri"], (200, 202, 204))
+        body = response_json(response, "PATCH", self.worker["resource_uri"], protocol.UPDATED)
         if isinstance(body, dict):
             # The worker's URI stays the one it started with.
             self.worker = {**body, "resource_uri": self.worker["resource_uri"]}
@@ -484,19 +243,12 @@ class WorkerDaemon:
         key = self.config.api_key
         abort = self.stop_event
         for run in self.client.list_all(
-            API + "run/", {"state": "in_queue", "worker__api_key": key}, abort=abort
+            protocol.RUNS, protocol.own_runs("in_queue", key), abort=abort
         ):
-            response = self.client.request(
-                "PATCH", run["resource_uri"],
-                data={"enqueue_dts": None, "start_dts": None}, abort=abort,
-            )
-            if response.status_code in (200, 202, 204):
+            if release_run(self.client, run["resource_uri"], abort=abort):
                 log.info("run %s was in queue here; put back", run["resource_uri"])
-            else:
-                log.error("run %s not put back: %s %s", run["resource_uri"],
-                          response.status_code, response.text[:300])
         for run in self.client.list_all(
-            API + "run/", {"state": "started", "worker__api_key": key}, abort=abort
+            protocol.RUNS, protocol.own_runs("started", key), abort=abort
         ):
             self._return_interrupted_run(run)
 
@@ -512,30 +264,13 @@ class WorkerDaemon:
             writer.write(append_within(existing, RESTARTED_NOTE, self.config.max_log_bytes))
         except ApiError as error:
             log.error("run %s: restart note not stored: %s", run["resource_uri"], error)
-        self.return_run(run["resource_uri"], False, abort=abort)
-
-    def return_run(self, run_uri, success, abort=None, return_dts=None):
-        """PATCH the result, retried until the server answers."""
-        response = self.client.request(
-            "PATCH", run_uri,
-            data={"return_dts": return_dts or utc_now_iso(), "return_success": bool(success)},
-            abort=abort,
-        )
-        if response.status_code in (200, 202, 204):
-            log.info("run %s returned (%s)", run_uri, "success" if success else "failure")
-        elif response.status_code == 409:
-            log.info("run %s had already been returned", run_uri)
-        else:
-            log.error("run %s: return refused, giving up: %s %s",
-                      run_uri, response.status_code, response.text[:300])
+        return_run(self.client, run["resource_uri"], False, abort=abort)
 
     def claim_runs(self):
         free = self.config.concurrent_jobs - self.active_run_count
         if free <= 0:
             return
-        page = self.client.get_json(
-            API + "run/", {"state": "enqueueable", "limit": free}, retry=False
-        )
+        page = self.client.get_json(protocol.RUNS, protocol.enqueueable_runs(free), retry=False)
         objects = page.get("objects") if isinstance(page, dict) else None
         for run in (objects if isinstance(objects, list) else [])[:free]:
             if self.stop_event.is_set():
@@ -555,7 +290,7 @@ class WorkerDaemon:
     def claim(self, run):
         """Claim a run; returns the run object if it is ours now, else None."""
         run_uri = run["resource_uri"]
-        data = {"enqueue_dts": utc_now_iso(), "worker": self.worker["resource_uri"]}
+        data = protocol.claim_body(self.worker["resource_uri"], utc_now_iso())
         answer_lost = False
         try:
             response = self.client.send_once("PATCH", run_uri, data=data)
@@ -566,15 +301,15 @@ class WorkerDaemon:
             response = self.client.request(
                 "PATCH", run_uri, data=data, abort=self.stop_event
             )
-        if response.status_code in (200, 202):
+        if response.status_code in protocol.CLAIMED:
             log.info("claimed run %s", run_uri)
             body = response_json(response, "PATCH", run_uri)
             # The run stays the one claimed, whatever URI the answer names.
             return {**run, **(body if isinstance(body, dict) else {}), "resource_uri": run_uri}
-        if response.status_code == 409:
+        if response.status_code == protocol.CONFLICT:
             if answer_lost:
                 current = self.client.get_json(run_uri, abort=self.stop_event)
-                if self._is_claimed_here(current, data["enqueue_dts"]):
+                if protocol.is_claimed_by(current, self.worker["resource_uri"], data["enqueue_dts"]):
                     log.info("claimed run %s", run_uri)
                     return current
             log.debug("run %s taken by another worker", run_uri)
@@ -582,14 +317,6 @@ class WorkerDaemon:
         log.warning("claim of %s refused: %s %s", run_uri,
                     response.status_code, response.text[:300])
         return None
-
-    def _is_claimed_here(self, run, enqueue_dts):
-        return (
-            run.get("worker") == self.worker["resource_uri"]
-            and run.get("start_dts") is None
-            and run.get("return_dts") is None
-            and parse_datetime(run.get("enqueue_dts")) == parse_datetime(enqueue_dts)
-        )
 
     def _start(self, run):
         handler = RunHandler(self, run)
@@ -599,9 +326,7 @@ class WorkerDaemon:
 
     def process_kill_requests(self):
         kill_requests = self.client.list_all(
-            API + "kill_request/",
-            {"run__worker__api_key": self.config.api_key, "execute_dts__isnull": "true"},
-            retry=False,
+            protocol.KILL_REQUESTS, protocol.pending_kill_requests(self.config.api_key), retry=False
         )
         with self._lock:
             # Once its execution is stored, a kill request leaves the listing.
@@ -614,9 +339,9 @@ class WorkerDaemon:
                 handler = self._handlers.get(kill_request["run"])
             if kill_request.get("enqueue_dts") is None:
                 response = self.client.request(
-                    "PATCH", uri, data={"enqueue_dts": utc_now_iso()}, retry=False
+                    "PATCH", uri, data=protocol.kill_request_enqueued_body(utc_now_iso()), retry=False
                 )
-                response_json(response, "PATCH", uri, (200, 202, 204))
+                response_json(response, "PATCH", uri, protocol.UPDATED)
             if handler is not None and handler.request_kill(kill_request):
                 with self._lock:
                     self._kill_requests_taken.add(uri)
@@ -630,11 +355,11 @@ class WorkerDaemon:
         answered = False
         try:
             response = self.client.request(
-                "PATCH", uri, data={"execute_dts": execute_dts or utc_now_iso()},
+                "PATCH", uri, data=protocol.kill_request_executed_body(execute_dts or utc_now_iso()),
                 retry=retry, abort=abort,
             )
             answered = True
-            if response.status_code not in (200, 202, 204):
+            if response.status_code not in protocol.UPDATED:
                 log.error("kill request %s not marked executed: %s %s",
                           uri, response.status_code, response.text[:300])
         finally:

@@ -85,6 +85,8 @@ class LogBuffer:
         self._dropped_bytes = 0
         self._total_bytes = 0
         self._lock = threading.Lock()
+        # Wakes a reporter waiting for output (see wait_for_change).
+        self._changed = threading.Condition(self._lock)
         # Bumped on every write so a reporter can tell whether to send again.
         self.version = 0
 
@@ -119,6 +121,26 @@ class LogBuffer:
                         del self._tail[:excess]
                         self._dropped_bytes += excess
             self.version += 1
+            self._changed.notify_all()
+
+    def wait_for_change(self, seen_version, timeout, until=None):
+        """Block until something was written after ``seen_version``, ``until()``
+        is true (after ``wake()``) or ``timeout`` seconds passed; returns the
+        current version.
+
+        A reporter sends the first output the moment it is written instead of
+        at its next tick, so a short run shows its output while it runs.
+        """
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self.version != seen_version or bool(until and until()), timeout
+            )
+            return self.version
+
+    def wake(self):
+        """Make ``wait_for_change`` look at its ``until`` again (e.g. on stop)."""
+        with self._changed:
+            self._changed.notify_all()
 
     def write_line(self, text):
         """Add a line of the worker's own (a note about the run) to the log."""

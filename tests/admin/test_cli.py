@@ -225,6 +225,7 @@ def test_add_worker_prints_a_ready_worker_ini(cli, tmp_path):
     config = load_config(str(ini))
     assert config.api_base_url == "http://jobrunner.example:6543"
     assert config.concurrent_jobs == 2
+    assert config.ping_interval == 60  # the server's jobrunner.worker.ping_interval (default)
     assert len(config.api_key) >= 32 and len(config.secret) >= 32
     with cli.session() as session:
         worker = session.scalar(select(Worker).where(Worker.api_key == config.api_key))

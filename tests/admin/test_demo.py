@@ -20,7 +20,7 @@ from jobrunner.models import Job, Project, Run, User, Worker, get_engine
 from jobrunner.security.passwords import check_password
 from jobrunner.worker.config import load_config
 
-from ..stack import SignedClient, wait_until
+from bench.stack import SignedClient, wait_until
 from .conftest import write_ini
 
 DEVELOPMENT_INI = Path(jobrunner.__file__).resolve().parent.parent / "development.ini"

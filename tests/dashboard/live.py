@@ -37,7 +37,7 @@ from jobrunner.models import (
     normalize_url,
 )
 from jobrunner.security.passwords import hash_password
-from jobrunner.security.policies import compute_signature
+from jobrunner.signing import compute_signature
 
 PASSWORD = "correct horse"
 TIMEZONE = "Europe/Amsterdam"

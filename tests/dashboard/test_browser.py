@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from .conftest import PHONE, REPO
-from .live import PASSWORD, TIMEZONE
+from jobrunner.models import KillRequest, Project, Worker, WorkerPool
+
+from .live import PASSWORD, TIMEZONE, TestWorker, iso, utcnow
 
 pytestmark = pytest.mark.browser
 
@@ -232,10 +234,22 @@ def test_a_project_admin_kills_a_started_run(open_page, data, worker, artifacts_
     worker.execute_kill(requests_seen[0])
     worker.write_log(run_id, "killed by request\n")
     worker.finish(run_id, success=False)
-    expect(page.locator("#run-result")).to_have_text("failure", timeout=LIVE_WITHIN_MS)
+    expect(page.locator("#run-result")).to_have_text("failure: killed on request", timeout=LIVE_WITHIN_MS)
+    expect(page.locator("#run-state")).to_have_text("Killed")
     expect(page.locator("#kill-requests li")).to_contain_text("executed")
     expect(kill).to_be_hidden()
     assert worker.kill_requests() == []
+
+    # Killed, not just failed, everywhere else too: the job's runs and chart,
+    # and the overview's last completed runs.
+    page.goto(f"/jobs/{job_id}")
+    expect(page.locator(f"#job-runs tr[data-run-id='{run_id}']")).to_contain_text("Killed")
+    expect(page.locator("#duration-chart rect[data-state='killed']")).to_have_count(1)
+    expect(page.locator("#chart-legend")).to_contain_text("Killed")
+    page.goto("/")
+    row = page.locator(f"#section-last_completed li[data-run-id='{run_id}']")
+    expect(row.locator(".state-badge")).to_have_text("Killed")
+    screenshot(page, artifacts_dir / "killed-overview-1280.png", full_page=True)
 
 
 def test_a_project_admin_disables_and_enables_a_job(open_page, data, worker):
@@ -251,6 +265,78 @@ def test_a_project_admin_disables_and_enables_a_job(open_page, data, worker):
     toggle.click()
     wait_until(lambda: worker.request("GET", f"/api/v1/job/{job_id}/")["enqueue_is_enabled"] is True)
     expect(page.locator("#job-enabled-state")).to_have_text("enabled")
+
+
+def test_a_disabled_jobs_due_run_says_so_and_the_toast_tells_what_still_runs(open_page, data, worker,
+                                                                               artifacts_dir):
+    job_id = data.job("Nightly reindex")
+    due = data.run(job_id)
+    page = open_page("alice")
+    page.goto(f"/jobs/{job_id}")
+    page.locator("#toggle-job").click()
+    expect(page.locator("#toast")).to_contain_text("its scheduled runs wait until it is enabled again")
+    expect(page.locator("#toast")).to_contain_text("A run scheduled by hand (Schedule now) still runs")
+    expect(page.locator(f"#job-runs tr[data-run-id='{due}']")).to_contain_text("job disabled")
+
+    page.goto("/")
+    row = page.locator(f"#section-scheduled li[data-run-id='{due}']")
+    expect(row.locator(".held-tag")).to_have_text("job disabled")
+    # Waiting for its job, not late: no amber "due since".
+    expect(row.locator(".due")).to_have_count(0)
+    expect(row.locator(".held")).to_contain_text("due since")
+    screenshot(page, artifacts_dir / "disabled-overview-1280.png", full_page=True)
+
+
+def ping_both_workers(server):
+    for api_key, secret in (("build-01", "worker-secret"), ("build-02", "worker-secret-2")):
+        hand = TestWorker(server.url, api_key, secret)
+        hand.request("PATCH", hand.me(), {"ping_response_dts": iso(utcnow()), "worker_version": "1.0"})
+
+
+def test_the_workers_page_shows_health_and_runs_and_lets_only_admins_toggle(open_page, data, worker, server,
+                                                                            artifacts_dir):
+    ping_both_workers(server)
+    run_id = data.run(data.job("Payroll export"))
+    worker.claim(run_id)
+    worker.start(run_id)
+    with data.session() as session:
+        silent = Worker(title="old-box", api_key="old-box", secret="x", ping_response_dts=None)
+        pool = WorkerPool(title="Legacy pool", workers=[silent])
+        session.add_all([silent, pool])
+        billing = session.query(Project).filter(Project.title == "Billing").one()
+        billing.worker_pools.append(pool)
+
+    viewer = open_page("victor")
+    viewer.goto("/workers")
+    row = viewer.locator("#workers-table tr", has_text="build-01")
+    expect(row.locator(".health")).to_have_text("responsive")
+    expect(row).to_contain_text("Payroll export")
+    expect(row).to_contain_text("Linux pool")
+    expect(viewer.locator("#workers-table tr", has_text="old-box").locator(".health")).to_have_text("unresponsive")
+    expect(viewer.locator("[data-action='toggle-worker']")).to_have_count(0)
+    expect(viewer.locator("#pool-banner")).to_have_text(
+        "No responsive worker in: Legacy pool. Their runs wait until a worker answers.")
+    viewer.goto("/")
+    expect(viewer.locator("#pool-banner")).to_contain_text("Legacy pool")
+    expect(viewer.locator("#pool-banner")).not_to_contain_text("Linux pool")
+
+    admin = open_page("root")
+    admin.goto("/workers")
+    button = admin.locator("#workers-table tr", has_text="build-02").locator("[data-action='toggle-worker']")
+    expect(button).to_have_text("Disable")
+    if os.environ.get("JOBRUNNER_DOCS_SCREENSHOT"):
+        screenshot(admin, REPO / "docs" / "workers.png")
+    button.click()
+    expect(admin.locator("#toast")).to_contain_text("build-02 is disabled")
+    expect(admin.locator("#workers-table tr", has_text="build-02").locator(".health")).to_have_text("disabled")
+    admin.locator("#workers-table tr", has_text="build-02").locator("[data-action='toggle-worker']").click()
+    expect(admin.locator("#workers-table tr", has_text="build-02").locator(".health")).to_have_text("responsive")
+    screenshot(admin, artifacts_dir / "workers-1280.png", full_page=True)
+    worker.finish(run_id)
+    with data.session() as session:
+        pool = session.query(WorkerPool).filter(WorkerPool.title == "Legacy pool").one()
+        billing = session.query(Project).filter(Project.title == "Billing").one()
+        billing.worker_pools.remove(pool)
 
 
 def test_a_viewer_sees_no_action_buttons_and_a_forged_action_fails(open_page, data, worker):
@@ -370,7 +456,7 @@ def test_job_details_say_the_schedule_in_words_and_show_the_chain_and_chart(open
 # --- looks --------------------------------------------------------------------------
 
 
-def test_pages_fit_a_phone_and_screenshots(open_page, data, worker, artifacts_dir):
+def test_pages_fit_a_phone_and_screenshots(open_page, data, worker, server, artifacts_dir):
     # Something in every state, for pictures that show what the page is for.
     queued = data.run(data.job("Rebuild search index"))
     worker.claim(queued)
@@ -378,8 +464,18 @@ def test_pages_fit_a_phone_and_screenshots(open_page, data, worker, artifacts_di
     worker.claim(running)
     worker.start(running, pid=27182)
 
+    killed = data.run(data.job("Rebuild caches"))
+    worker.claim(killed)
+    worker.start(killed, pid=31415)
+    with data.session() as session:
+        session.add(KillRequest(run_id=killed, schedule_dts=utcnow(), enqueue_dts=utcnow(), execute_dts=utcnow()))
+    worker.finish(killed, success=False)
+    held = data.run(data.job("Import legacy orders", enqueue_is_enabled=False))
+    ping_both_workers(server)
     desktop = open_page("alice")
     expect(desktop.locator("#section-started")).to_contain_text("Quarterly close")
+    expect(desktop.locator(f"#section-last_completed li[data-run-id='{killed}'] .state-badge")).to_have_text("Killed")
+    expect(desktop.locator(f"#section-scheduled li[data-run-id='{held}'] .held-tag")).to_have_text("job disabled")
     expect(desktop.locator("#section-in_queue")).to_contain_text("Rebuild search index")
     assert no_horizontal_overflow(desktop)
     screenshot(desktop, artifacts_dir / "overview-1280.png", full_page=True)
@@ -390,7 +486,9 @@ def test_pages_fit_a_phone_and_screenshots(open_page, data, worker, artifacts_di
     expect(phone.locator("#section-started")).to_contain_text("Quarterly close")
     assert no_horizontal_overflow(phone), "the overview is wider than a phone"
     screenshot(phone, artifacts_dir / "overview-390.png", full_page=True)
-    for name, path in (("jobs", "/jobs"), ("job", "/jobs/1"), ("run", f"/runs/{running}")):
+    if os.environ.get("JOBRUNNER_DOCS_SCREENSHOT"):
+        screenshot(phone, REPO / "docs" / "dashboard-phone.png")
+    for name, path in (("jobs", "/jobs"), ("job", "/jobs/1"), ("run", f"/runs/{running}"), ("workers", "/workers")):
         phone.goto(path)
         expect(phone.locator("#live-badge")).to_have_attribute("data-state", "live")
         assert no_horizontal_overflow(phone), f"{path} is wider than a phone"

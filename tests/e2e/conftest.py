@@ -11,7 +11,7 @@ import pytest
 from jobrunner.models import Group, Job, JobTemplate, Project, Run, User, Worker, WorkerPool
 from jobrunner.security.passwords import hash_password
 
-from ..stack import Stack, database_from_environment
+from bench.stack import Stack, database_from_environment
 
 PASSWORD = "e2e-password"
 # Unresponsive only after a minute without a ping: no test's worker is

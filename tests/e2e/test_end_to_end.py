@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from jobrunner.worker.daemon import KILLED_NOTE, RESTARTED_NOTE
 from jobrunner.worker.logbuffer import TRUNCATED_MARKER
+from jobrunner.worker.run import KILLED_NOTE, RESTARTED_NOTE
 
-from ..stack import wait_until
+from bench.stack import wait_until
 from ..worker.test_executor import is_alive
 from .conftest import PASSWORD
 

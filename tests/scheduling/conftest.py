@@ -22,6 +22,7 @@ from sqlalchemy.orm import sessionmaker
 from jobrunner.models import Group, Project, User, Worker, WorkerPool, get_engine, get_session_factory
 from jobrunner.scheduling.daemon import Scheduler
 from jobrunner.scheduling.mail import mail_context_from_settings
+from jobrunner.settings import Settings
 from tests.conftest import Factory, app_settings, now
 
 # ping_interval 10 s, margin 5 s, 3 intervals: unresponsive after 35 s.
@@ -53,7 +54,7 @@ class MailTransaction:
     def __init__(self, settings):
         self.tm = transaction.TransactionManager(explicit=True)
         mailer = Mailer.from_settings(settings).bind(transaction_manager=self.tm)
-        self.context = mail_context_from_settings(settings, mailer, self.tm)
+        self.context = mail_context_from_settings(Settings.from_mapping(settings), mailer, self.tm)
 
 
 @pytest.fixture
@@ -67,7 +68,9 @@ def rolled_back_scheduler(connection, scheduler_settings):
     session_factory = sessionmaker(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
-    return Scheduler(session_factory, scheduler_settings, Mailer.from_settings(scheduler_settings))
+    return Scheduler(
+        session_factory, Settings.from_mapping(scheduler_settings), Mailer.from_settings(scheduler_settings)
+    )
 
 
 # --- committed data ----------------------------------------------------------------
@@ -127,7 +130,7 @@ class SchedulerThreads:
     def __init__(self, settings, count):
         self.engines = [get_engine(settings) for _ in range(count)]
         self.schedulers = [
-            Scheduler(get_session_factory(engine), settings, Mailer.from_settings(settings))
+            Scheduler(get_session_factory(engine), Settings.from_mapping(settings), Mailer.from_settings(settings))
             for engine in self.engines
         ]
         self.stop_event = threading.Event()

@@ -321,7 +321,7 @@ def test_a_mail_server_that_is_down_fails_no_return(database_url, connection, wo
 
     from jobrunner import main
     from tests.conftest import WorkerClient, app_settings
-    from tests.stack import free_port
+    from bench.stack import free_port
 
     app = main({}, **app_settings(database_url, free_port()))
     app.registry["dbsession_factory"] = sessionmaker(

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobrunner.scheduling.reschedule import RescheduleError, is_excluded, next_schedule
+from jobrunner.scheduling.wallclock import is_gap_end
 
 UTC = timezone.utc
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -39,8 +40,8 @@ def utc(year, month, day, hour=0, minute=0, second=0, microsecond=0):
                      id="week-autumn-keeps-08:00"),
         pytest.param(ams(2026, 3, 15, 8), 1, "MONTH", ams(2026, 3, 15, 9), utc(2026, 4, 15, 6),
                      id="month-spring-keeps-08:00"),
-        pytest.param(ams(2026, 3, 28, 2, 30), 1, "DAY", ams(2026, 3, 28, 3), utc(2026, 3, 29, 1, 30),
-                     id="day-missing-02:30-moves-forward-by-the-gap"),
+        pytest.param(ams(2026, 3, 28, 2, 30), 1, "DAY", ams(2026, 3, 28, 3), utc(2026, 3, 29, 1),
+                     id="day-missing-02:30-runs-at-the-end-of-the-gap"),
         pytest.param(ams(2026, 3, 27, 2, 30), 1, "DAY", ams(2026, 3, 29, 12), utc(2026, 3, 30, 0, 30),
                      id="day-after-the-gap-back-at-02:30"),
         pytest.param(ams(2026, 10, 24, 2, 30), 1, "DAY", ams(2026, 10, 24, 3), utc(2026, 10, 25, 0, 30),
@@ -49,12 +50,12 @@ def utc(year, month, day, hour=0, minute=0, second=0, microsecond=0):
                      id="day-now-on-first-occurrence-goes-to-next-day"),
         pytest.param(ams(2026, 3, 29, 1), 1, "HOUR", ams(2026, 3, 29, 1, 30), utc(2026, 3, 29, 1),
                      id="hour-spring-01:00-to-03:00-local"),
-        pytest.param(ams(2026, 3, 29, 1), 2, "HOUR", ams(2026, 3, 29, 1, 30), utc(2026, 3, 29, 2),
-                     id="two-hours-spring-01:00-to-04:00-local"),
-        pytest.param(ams(2026, 10, 25, 2), 1, "HOUR", ams(2026, 10, 25, 2, 30), utc(2026, 10, 25, 1),
-                     id="hour-autumn-02:00-summer-to-02:00-winter"),
+        pytest.param(ams(2026, 3, 29, 1), 2, "HOUR", ams(2026, 3, 29, 1, 30), utc(2026, 3, 29, 1),
+                     id="two-hours-spring-01:00-to-03:00-local"),
+        pytest.param(ams(2026, 10, 25, 2), 1, "HOUR", ams(2026, 10, 25, 2, 30), utc(2026, 10, 25, 2),
+                     id="hour-autumn-02:00-summer-to-03:00-winter"),
         pytest.param(ams(2026, 10, 25, 1), 90, "MINUTE", ams(2026, 10, 25, 1, 30), utc(2026, 10, 25, 0, 30),
-                     id="minutes-autumn-add-real-time"),
+                     id="minutes-autumn-02:30-first-occurrence"),
     ],
 )
 def test_daylight_saving(last, interval, interval_type, now, expected):
@@ -281,20 +282,46 @@ ZONES = [ZoneInfo(name) for name in (
 INTERVAL_RANGES = {"MINUTE": (1, 200), "HOUR": (1, 30), "DAY": (1, 10), "WEEK": (1, 4), "MONTH": (1, 3)}
 
 
-def stepwise_calendar_schedule(last, interval, interval_type, tz, now):
-    """One step at a time, straight from the contract; the reference for DAY/WEEK/MONTH."""
-    last_local = last.astimezone(tz)
-    wall_time = last_local.time().replace(fold=0)
-    local_date = last_local.date()
+def reference_instant(naive, tz):
+    """Local wall time to instant, the slow way: a skipped time runs at the first existing minute after it."""
+    if wall_time_exists(naive.date(), naive.time(), tz):
+        return naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    later = naive.replace(second=0, microsecond=0)
+    while True:
+        later += timedelta(minutes=1)
+        if wall_time_exists(later.date(), later.time(), tz):
+            return later.replace(tzinfo=tz).astimezone(UTC)
+
+
+def reference_slots(last, interval, interval_type, tz):
+    """The grid of local wall times, one step at a time, straight from the rules."""
+    slot = last.astimezone(tz).replace(tzinfo=None, fold=0)
     while True:
         if interval_type == "MONTH":
+            local_date = slot.date()
             for _ in range(interval):
                 local_date += timedelta(days=calendar.monthrange(local_date.year, local_date.month)[1])
+            slot = datetime.combine(local_date, slot.time())
         else:
-            local_date += timedelta(days=interval * (7 if interval_type == "WEEK" else 1))
-        candidate = datetime.combine(local_date, wall_time, tzinfo=tz).astimezone(UTC)
-        if candidate > now:
-            return candidate
+            slot += interval * {"MINUTE": timedelta(minutes=1), "HOUR": timedelta(hours=1),
+                                "DAY": timedelta(days=1), "WEEK": timedelta(weeks=1)}[interval_type]
+        yield slot
+
+
+def stepwise_schedule(last, interval, interval_type, tz, now, excludes=()):
+    """One step at a time; the reference for every interval type."""
+    previous = last
+    for slot in reference_slots(last, interval, interval_type, tz):
+        instant = reference_instant(slot, tz)
+        if instant <= previous:
+            continue
+        previous = instant
+        if instant > now and not is_excluded(instant.astimezone(tz).time(), excludes):
+            return instant
+
+
+def stepwise_calendar_schedule(last, interval, interval_type, tz, now):
+    return stepwise_schedule(last, interval, interval_type, tz, now)
 
 
 def absolute_step(interval, interval_type):
@@ -346,13 +373,31 @@ def test_property_result_is_utc_and_after_now(schedule):
 
 @PROPERTY_SETTINGS
 @given(schedules(interval_types=("MINUTE", "HOUR"), max_age=timedelta(days=20 * 366)))
-def test_property_absolute_result_is_the_first_future_slot_on_the_grid(schedule):
+def test_property_minute_and_hour_results_lie_on_the_local_wall_time_grid(schedule):
+    # Replaces the grid of absolute time that MINUTE and HOUR used to follow:
+    # they now keep the local time of day across daylight-saving changes.
     result = next_schedule(**schedule)
+    tz = schedule["tz"]
     step = absolute_step(schedule["interval"], schedule["interval_type"])
     last, now = schedule["last_schedule_dts"], schedule["now"]
-    assert (result - last) % step == timedelta(0)
-    assert result - last >= step
-    assert result - step <= max(now, last)
+    origin = last.astimezone(tz).replace(tzinfo=None, fold=0)
+    result_wall = result.astimezone(tz).replace(tzinfo=None, fold=0)
+    if not is_gap_end(result, tz):
+        assert (result_wall - origin) % step == timedelta(0)
+    assert result_wall > origin or result > last
+    # The grid time one step earlier was not in the future yet.
+    assert reference_instant(result_wall - step, tz) <= max(now, last) or result_wall - step <= origin
+
+
+@PROPERTY_SETTINGS
+@given(schedules(interval_types=("MINUTE", "HOUR"), max_age=timedelta(days=4)))
+def test_property_minute_and_hour_match_one_step_at_a_time(schedule):
+    result = next_schedule(**schedule)
+    expected = stepwise_schedule(
+        schedule["last_schedule_dts"], schedule["interval"], schedule["interval_type"],
+        schedule["tz"], schedule["now"],
+    )
+    assert result == expected
 
 
 @PROPERTY_SETTINGS
@@ -380,32 +425,29 @@ def test_property_day_and_week_keep_the_local_time_of_day(schedule):
 
 
 @PROPERTY_SETTINGS
-@given(schedules(excludes=exclude_lists))
+@given(schedules(excludes=exclude_lists, max_age=timedelta(days=4)))
 def test_property_result_escapes_the_excludes(schedule):
     excludes, tz = schedule["excludes"], schedule["tz"]
+    last, now = schedule["last_schedule_dts"], schedule["now"]
     try:
         result = next_schedule(**schedule)
     except RescheduleError:
         if schedule["interval_type"] in ("DAY", "WEEK", "MONTH"):
-            wall_time = schedule["last_schedule_dts"].astimezone(tz).time().replace(fold=0)
+            wall_time = last.astimezone(tz).time().replace(fold=0)
             assert is_excluded(wall_time, excludes)
         else:
-            # Every local time of day the grid reaches within a day is excluded.
+            # Every local time of day the grid reaches within two days is excluded.
             step = absolute_step(schedule["interval"], schedule["interval_type"])
-            first = next_schedule(**{**schedule, "excludes": []})
-            assert all(is_excluded((first + n * step).astimezone(tz).time(), excludes)
-                       for n in range(int(timedelta(days=1) / step) + 1))
+            slots = reference_slots(last, schedule["interval"], schedule["interval_type"], tz)
+            for _ in range(int(timedelta(days=2) / step) + 1):
+                slot = next(slots)
+                assert is_excluded(reference_instant(slot, tz).astimezone(tz).time(), excludes)
         return
-    assert result > schedule["now"]
+    assert result > now
     assert not is_excluded(result.astimezone(tz).time(), excludes)
-    if schedule["interval_type"] in ("MINUTE", "HOUR"):
-        # It is the first slot after now that escapes: every earlier one was excluded.
-        step = absolute_step(schedule["interval"], schedule["interval_type"])
-        slot = next_schedule(**{**schedule, "excludes": []})
-        assert (result - slot) % step == timedelta(0)
-        while slot < result:
-            assert is_excluded(slot.astimezone(tz).time(), excludes)
-            slot += step
+    # It is the first grid time after now that escapes.
+    expected = stepwise_schedule(last, schedule["interval"], schedule["interval_type"], tz, now, excludes)
+    assert result == expected
 
 
 @PROPERTY_SETTINGS

@@ -1,16 +1,17 @@
-"""The scheduler's duties (SPEC section 7) on the test's rolled-back
-transaction, on SQLite and PostgreSQL."""
+"""The scheduler's duties (run-on-all-workers expansion, runs of unresponsive
+workers, pool alerts) on the test's rolled-back transaction, on SQLite and
+PostgreSQL."""
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from jobrunner.models import Job, Run, RunLog, WorkerPool
-from jobrunner.scheduling.daemon import (
+from jobrunner.scheduling.duties import (
     alert_unresponsive_pools,
     expand_run_on_all_workers,
     fail_unresponsive_workers,
-    unresponsive_limit,
 )
+from jobrunner.settings import Settings
 from tests.conftest import now, uri
 from tests.scheduling.conftest import UNRESPONSIVE_AFTER, long_ago
 
@@ -104,6 +105,9 @@ def test_an_unexpanded_run_is_not_enqueueable_and_each_worker_gets_its_own(
 
 
 def test_the_limit_is_intervals_times_ping_interval_plus_margin(scheduler_settings):
+    def unresponsive_limit(mapping):
+        return Settings.from_mapping(mapping).unresponsive_limit
+
     assert unresponsive_limit(scheduler_settings) == UNRESPONSIVE_AFTER.total_seconds() == 35
     assert unresponsive_limit({}) == 3 * 60 + 15
     assert unresponsive_limit({"jobrunner.worker.ping_interval": "0.5",
@@ -113,7 +117,9 @@ def test_the_limit_is_intervals_times_ping_interval_plus_margin(scheduler_settin
 def fail(dbsession, settings, mail_tx, at=None):
     """The duty in one transaction; its mail goes out when it commits."""
     with mail_tx.tm:
-        return fail_unresponsive_workers(dbsession, at or now(), settings, mail_tx.context)
+        return fail_unresponsive_workers(
+            dbsession, at or now(), Settings.from_mapping(settings), mail_tx.context
+        )
 
 
 def started_run(factory, job, worker, **kw):
@@ -253,7 +259,9 @@ def test_a_late_return_from_the_worker_is_a_conflict_and_counts_nothing(
 
 def alert(dbsession, settings, mail_tx, at=None):
     with mail_tx.tm:
-        return alert_unresponsive_pools(dbsession, at or now(), settings, mail_tx.context)
+        return alert_unresponsive_pools(
+            dbsession, at or now(), Settings.from_mapping(settings), mail_tx.context
+        )
 
 
 def test_a_pool_outage_is_mailed_once_and_again_after_recovery(

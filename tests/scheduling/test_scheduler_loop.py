@@ -17,6 +17,7 @@ from jobrunner.migrations import upgrade
 from jobrunner.models import Run, WorkerPool, get_engine, get_session_factory
 from jobrunner.scheduling import mail
 from jobrunner.scheduling.daemon import Scheduler
+from jobrunner.settings import Settings
 from tests.conftest import Factory, app_settings, now
 from tests.scheduling.conftest import long_ago, wait_until
 
@@ -89,7 +90,7 @@ def test_the_loop_stops_between_iterations(rolled_back_scheduler):
 def test_bad_settings_fail_when_the_scheduler_starts(scheduler_settings, name, value):
     settings = dict(scheduler_settings, **{name: value})
     with pytest.raises(ValueError):
-        Scheduler(sessionmaker(), settings, Mailer.from_settings(settings))
+        Scheduler(sessionmaker(), Settings.from_mapping(settings), Mailer.from_settings(settings))
 
 
 def test_the_loop_survives_a_database_outage_and_resumes(tmp_path, scheduler_settings):
@@ -97,7 +98,9 @@ def test_the_loop_survives_a_database_outage_and_resumes(tmp_path, scheduler_set
     url = f"sqlite:///{tmp_path / 'later' / 'jobrunner.sqlite'}"
     settings = dict(scheduler_settings, **{"sqlalchemy.url": url})
     engine = get_engine(settings)
-    scheduler = Scheduler(get_session_factory(engine), settings, Mailer.from_settings(settings))
+    scheduler = Scheduler(
+        get_session_factory(engine), Settings.from_mapping(settings), Mailer.from_settings(settings)
+    )
     stop = threading.Event()
     thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
     thread.start()

@@ -118,7 +118,7 @@ def test_all_scope_lets_a_worker_edit_jobs_as_before(world, as_worker):
 
 
 def test_an_unknown_scope_refuses_to_start(database_url, mail_sink):
-    from jobrunner.security.scope import InvalidScope
+    from jobrunner.settings import SettingsError as InvalidScope
 
     with pytest.raises(InvalidScope):
         main({}, **app_settings(database_url, mail_sink.port, **{"jobrunner.worker_write_scope": "some"}))

@@ -12,10 +12,9 @@ from jobrunner.worker.client import (
     ApiClient,
     RetryAborted,
     TransientError,
-    authorization_header,
     backoff_delay,
-    hmac_signature,
 )
+from jobrunner.signing import authorization_header, compute_signature
 
 
 def expected_hmac(secret, message):
@@ -24,18 +23,18 @@ def expected_hmac(secret, message):
 
 def test_signature_of_a_get():
     path = "/api/v1/run/?state=enqueueable&limit=2"
-    assert hmac_signature("verysecret", "get", path) == expected_hmac(
+    assert compute_signature("verysecret", "get", path) == expected_hmac(
         b"verysecret", b"GET/api/v1/run/?state=enqueueable&limit=2"
     )
 
 
 def test_signature_covers_the_raw_body():
     body = b'{"enqueue_dts":"2013-01-01T00:00:00.000000+00:00"}'
-    signature = hmac_signature("verysecret", "patch", "/api/v1/run/7/", body)
+    signature = compute_signature("verysecret", "patch", "/api/v1/run/7/", body)
     assert signature == expected_hmac(
         b"verysecret", b"PATCH/api/v1/run/7/" + body
     )
-    assert signature != hmac_signature("verysecret", "patch", "/api/v1/run/7/", b"")
+    assert signature != compute_signature("verysecret", "patch", "/api/v1/run/7/", b"")
 
 
 def test_authorization_header_format():

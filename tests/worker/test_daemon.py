@@ -27,10 +27,11 @@ from jobrunner import main
 from jobrunner.models import Job, JobTemplate, KillRequest, Run, RunLog, Worker, WorkerPool
 from jobrunner.signing import parse_header
 from jobrunner.worker.config import WorkerConfig
-from jobrunner.worker.daemon import KILLED_NOTE, RESTARTED_NOTE, WorkerDaemon
+from jobrunner.worker.daemon import WorkerDaemon
+from jobrunner.worker.run import KILLED_NOTE, RESTARTED_NOTE
 
 from ..conftest import Factory
-from ..stack import SignedClient, ThreadedServer, database_from_environment, stack_settings
+from bench.stack import SignedClient, ThreadedServer, database_from_environment, stack_settings
 from .test_executor import is_alive, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

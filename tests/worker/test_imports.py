@@ -7,6 +7,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SERVER_PACKAGES = ("sqlalchemy", "pyramid", "transaction", "zope", "colander")
+# The one module the worker shares with the server: it has no imports of its own.
+SHARED_MODULES = ("jobrunner.signing",)
 
 LIST_MODULES = (
     "import jobrunner.worker.daemon\n"
@@ -39,7 +41,11 @@ def server_modules(modules):
     return [
         name for name in modules
         if name.split(".")[0] in SERVER_PACKAGES
-        or (name.startswith("jobrunner.") and not name.startswith("jobrunner.worker"))
+        or (
+            name.startswith("jobrunner.")
+            and not name.startswith("jobrunner.worker")
+            and name not in SHARED_MODULES
+        )
     ]
 
 
@@ -52,3 +58,13 @@ def test_worker_modules_import_nothing_of_the_server():
 
 def test_importing_the_worker_daemon_loads_no_server_code():
     assert server_modules(loaded_modules()) == []
+
+
+def test_the_worker_signs_with_the_shared_module():
+    assert "jobrunner.signing" in loaded_modules(BYPASS_PARENT_PACKAGE)
+
+
+def test_a_server_module_in_the_worker_would_be_caught():
+    assert server_modules(["jobrunner.signing", "jobrunner.worker.client", "requests"]) == []
+    assert server_modules(["jobrunner.models", "jobrunner.worker.client"]) == ["jobrunner.models"]
+    assert server_modules(["jobrunner.security.policies"]) == ["jobrunner.security.policies"]

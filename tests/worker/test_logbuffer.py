@@ -140,3 +140,90 @@ def test_append_within_adds_a_line_and_respects_the_budget():
     long = append_within("x" * 5000, "restarted", 1000)
     assert len(long.encode()) <= 1000
     assert long.endswith("x\nrestarted\n")
+
+
+# --- live updates: the first output at once, then batched ---------------------
+
+
+def test_wait_for_change_returns_as_soon_as_output_is_written():
+    import threading
+    import time
+
+    buffer = LogBuffer(1000)
+    threading.Timer(0.05, buffer.write, args=(b"first\n",)).start()
+    started = time.monotonic()
+    version = buffer.wait_for_change(0, timeout=10)
+    assert version == 1
+    assert time.monotonic() - started < 5
+
+
+def test_wait_for_change_times_out_without_output_and_wakes_on_until():
+    import threading
+    import time
+
+    buffer = LogBuffer(1000)
+    assert buffer.wait_for_change(0, timeout=0.05) == 0
+    stop = threading.Event()
+    threading.Timer(0.05, lambda: (stop.set(), buffer.wake())).start()
+    started = time.monotonic()
+    assert buffer.wait_for_change(0, timeout=10, until=stop.is_set) == 0
+    assert time.monotonic() - started < 5
+
+
+class RecordingWriter:
+    """Keeps what a reporter sends, with the moment it was sent."""
+
+    def __init__(self):
+        import threading
+
+        self.sent = []
+        self.sent_event = threading.Event()
+
+    def write(self, text, retry=True):
+        import time
+
+        self.sent.append((time.monotonic(), text))
+        self.sent_event.set()
+
+
+def test_the_reporter_sends_the_first_output_at_once_then_batches():
+    import time
+
+    from jobrunner.worker.run import LiveLogReporter
+
+    buffer = LogBuffer(1000)
+    writer = RecordingWriter()
+    interval = 30  # far longer than the test: a second send would be a batch ignored
+    reporter = LiveLogReporter(writer, buffer, interval, run_id=1)
+    reporter.start()
+    try:
+        written = time.monotonic()
+        buffer.write(b"hello\n")
+        assert writer.sent_event.wait(5), "the first output was not sent at once"
+        sent_at, text = writer.sent[0]
+        assert text == "hello\n"
+        assert sent_at - written < 5
+        buffer.write(b"more\n")
+        buffer.write(b"and more\n")
+        # Within the interval nothing more goes out: later output is batched.
+        assert buffer.wait_for_change(buffer.version, timeout=0.3) == 3
+        assert len(writer.sent) == 1
+    finally:
+        stopped = time.monotonic()
+        reporter.stop()
+    assert time.monotonic() - stopped < 5, "stop waited for the interval"
+
+
+def test_the_reporter_stops_at_once_when_nothing_was_written():
+    import time
+
+    from jobrunner.worker.run import LiveLogReporter
+
+    buffer = LogBuffer(1000)
+    writer = RecordingWriter()
+    reporter = LiveLogReporter(writer, buffer, 30, run_id=1)
+    reporter.start()
+    started = time.monotonic()
+    reporter.stop()
+    assert time.monotonic() - started < 5
+    assert writer.sent == []

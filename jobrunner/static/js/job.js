@@ -11,7 +11,7 @@
   const projectId = main.dataset.projectId;
   const jobUri = `/api/v1/job/${jobId}/`;
 
-  const state = { job: null, runs: [], template: null, pool: null, projectJobs: [], workers: new Map() };
+  const state = { job: null, runs: [], next: [], total: 0, template: null, pool: null, projectJobs: [], workers: new Map() };
   let ticks = 0;
   let lastSlowTick = -1;
 
@@ -32,16 +32,18 @@
   }
 
   async function refresh() {
-    const [job, runs] = await Promise.all([
-      JR.get(jobUri),
-      JR.get(JR.query("/api/v1/run/", { job: jobId, order_by: "-schedule_dts", limit: 100 })),
-    ]);
+    // The runs come from the dashboard's own endpoint: waiting runs apart,
+    // the others by latest activity, each saying whether it was killed.
+    const [job, runs] = await Promise.all([JR.get(jobUri), JR.get(`/dashboard/jobs/${jobId}/runs.json`)]);
+    JR.syncClock(runs.now);
     state.job = job;
-    state.runs = runs.objects;
+    state.runs = runs.runs;
+    state.next = runs.next;
+    state.total = runs.total;
     // Every 15th refresh, or sooner when a run names a worker not seen yet
     // (but not on every refresh: a worker moved out of the project's pools
     // stays unnamed).
-    const unknownWorker = state.runs.some((run) => run.worker && !state.workers.has(run.worker));
+    const unknownWorker = state.runs.concat(state.next).some((run) => run.worker && !state.workers.has(run.worker));
     const sinceSlow = ticks - lastSlowTick;
     if (lastSlowTick < 0 || sinceSlow >= 15 || (unknownWorker && sinceSlow >= 3)) {
       await loadSlow();
@@ -54,12 +56,8 @@
   // --- rendering ------------------------------------------------------------
 
   function nextRun() {
-    let next = null;
-    for (const run of state.runs) {
-      if (JR.stateOf(run) !== "scheduled") continue;
-      if (!next || Date.parse(run.schedule_dts) < Date.parse(next.schedule_dts)) next = run;
-    }
-    return next;
+    // The waiting runs come soonest first.
+    return state.next.length ? state.next[0] : null;
   }
 
   function yesNo(value) {
@@ -165,12 +163,14 @@
       const slot = plotWidth / Math.max(done.length, 20);
       const barWidth = Math.max(2, slot * 0.72);
       const failures = done.filter((r) => !r.return_success).length;
+      const BAR_CLASS = { succeeded: "bar-ok", failed: "bar-bad", killed: "bar-killed", timed_out: "bar-timed_out" };
       const bars = done.map((run, index) => {
         const duration = JR.durationOf(run) || 0;
         const height = Math.max(2, (duration / longest) * plotHeight);
         const x = c.left + index * slot + (slot - barWidth) / 2;
         const y = c.top + plotHeight - height;
-        const label = `Run #${run.id}: ${run.return_success ? "succeeded" : "failed"}, ${
+        const runState = JR.stateOf(run);
+        const label = `Run #${run.id}: ${JR.stateLabel(runState).toLowerCase()}, ${
           JR.durationOf(run) === null ? "did not start" : JR.formatDuration(duration)
         }, ${JR.formatDateTime(run.return_dts)} ${JR.timezone}`;
         return svg(
@@ -183,7 +183,8 @@
             width: barWidth.toFixed(1),
             height: height.toFixed(1),
             rx: "1.5",
-            class: run.return_success ? "bar bar-ok" : "bar bar-bad",
+            class: `bar ${BAR_CLASS[runState]}`,
+            "data-state": runState,
           })
         );
       });
@@ -208,37 +209,53 @@
         svg("text", { x: c.width - c.right, y: c.height - 4, class: "axis-label", "text-anchor": "end" }, JR.formatShort(done[done.length - 1].return_dts, false)),
         bars
       );
+      const killed = done.filter((r) => JR.stateOf(r) === "killed").length;
+      const timedOut = done.filter((r) => JR.stateOf(r) === "timed_out").length;
+      const notes = [`${failures} failed`];
+      if (killed) notes.push(`${killed} of them killed`);
+      if (timedOut) notes.push(`${timedOut} timed out`);
       document.getElementById("chart-caption").textContent =
-        `the last ${done.length} completed run${done.length === 1 ? "" : "s"}, ${failures} failed · oldest left`;
-      return chart;
+        `the last ${done.length} completed run${done.length === 1 ? "" : "s"}, ${notes.join(", ")} · oldest left`;
+      const shown = ["succeeded", "failed", "killed", "timed_out"].filter((s) => done.some((r) => JR.stateOf(r) === s));
+      const legend = h(
+        "ul",
+        { class: "chart-legend", id: "chart-legend" },
+        shown.map((s) => h("li", null, h("span", { class: `swatch ${BAR_CLASS[s]}`, "aria-hidden": "true" }), JR.stateLabel(s)))
+      );
+      return [chart, legend];
     });
+  }
+
+  function runRow(run, isNext) {
+    const duration = JR.durationOf(run);
+    let durationCell = duration === null ? "" : JR.formatDuration(duration);
+    if (JR.stateOf(run) === "started") durationCell = JR.elapsedElement(run.start_dts);
+    return h(
+      "tr",
+      { dataset: { runId: String(run.id), next: isNext ? "true" : null }, class: isNext ? "next-run" : null },
+      h(
+        "td",
+        { "data-label": "Run" },
+        h("a", { href: `/runs/${run.id}` }, `#${run.id}`),
+        isNext ? [" ", h("span", { class: "tag" }, "next")] : null,
+        run.is_manual ? [" ", h("span", { class: "tag" }, "manual")] : null
+      ),
+      h("td", { "data-label": "State" }, JR.stateBadge(run), isNext && run.held ? [" ", JR.heldTag(run)] : null),
+      h("td", { "data-label": "Scheduled" }, JR.timeElement(run.schedule_dts)),
+      h("td", { "data-label": "Started" }, JR.timeElement(run.start_dts)),
+      h("td", { class: "num", "data-label": "Duration" }, durationCell),
+      h("td", { "data-label": "Worker" }, run.worker ? state.workers.get(run.worker) || "" : "")
+    );
   }
 
   function renderRuns() {
     const tbody = document.querySelector("#job-runs tbody");
-    const key = JSON.stringify([state.runs, Math.floor(JR.now() / 60000), [...state.workers]]);
+    const key = JSON.stringify([state.next, state.runs, Math.floor(JR.now() / 60000), [...state.workers]]);
     JR.replaceIfChanged(tbody, key, () => {
-      if (!state.runs.length) return h("tr", { class: "placeholder" }, h("td", { colspan: "6" }, "No runs yet."));
-      return state.runs.map((run) => {
-        const duration = JR.durationOf(run);
-        let durationCell = duration === null ? "" : JR.formatDuration(duration);
-        if (JR.stateOf(run) === "started") durationCell = JR.elapsedElement(run.start_dts);
-        return h(
-          "tr",
-          { dataset: { runId: String(run.id) } },
-          h(
-            "td",
-            { "data-label": "Run" },
-            h("a", { href: `/runs/${run.id}` }, `#${run.id}`),
-            run.is_manual ? h("span", { class: "tag" }, "manual") : null
-          ),
-          h("td", { "data-label": "State" }, JR.stateBadge(run)),
-          h("td", { "data-label": "Scheduled" }, JR.timeElement(run.schedule_dts)),
-          h("td", { "data-label": "Started" }, JR.timeElement(run.start_dts)),
-          h("td", { class: "num", "data-label": "Duration" }, durationCell),
-          h("td", { "data-label": "Worker" }, run.worker ? state.workers.get(run.worker) || "" : "")
-        );
-      });
+      if (!state.runs.length && !state.next.length) {
+        return h("tr", { class: "placeholder" }, h("td", { colspan: "6" }, "No runs yet."));
+      }
+      return state.next.map((run) => runRow(run, true)).concat(state.runs.map((run) => runRow(run, false)));
     });
   }
 
@@ -295,7 +312,14 @@
         const job = await JR.patch(jobUri, { enqueue_is_enabled: enable });
         state.job = job;
         render();
-        JR.notify("ok", enable ? "The job is enabled: its runs will be picked up." : "The job is disabled: no worker picks up its scheduled runs.");
+        // The workers' rule: a disabled job's due runs wait, but a run
+        // scheduled by hand ignores the switch and still runs.
+        JR.notify(
+          "ok",
+          enable
+            ? "The job is enabled: workers pick up its due runs again."
+            : "The job is disabled: its scheduled runs wait until it is enabled again. A run scheduled by hand (Schedule now) still runs."
+        );
         live.poke();
       })
     );

@@ -250,12 +250,23 @@
 
   // --- runs -----------------------------------------------------------------
 
+  /** A run's state as the dashboard shows it. A failed run is "killed" when
+   * its worker acted on a kill request (the server says so in `killed`) and
+   * "timed_out" when `timed_out` is true (a missing field counts as false). */
   JR.stateOf = function (run) {
-    if (run.return_dts) return run.return_success ? "succeeded" : "failed";
+    if (run.return_dts) {
+      if (run.return_success) return "succeeded";
+      if (run.timed_out === true) return "timed_out";
+      if (run.killed === true) return "killed";
+      return "failed";
+    }
     if (run.start_dts) return "started";
     if (run.enqueue_dts) return "in_queue";
     return "scheduled";
   };
+
+  /** Completed without success: failed, killed or timed out. */
+  JR.isFailure = (run) => Boolean(run.return_dts) && !run.return_success;
 
   const STATE_LABELS = {
     scheduled: "Scheduled",
@@ -263,11 +274,22 @@
     started: "Started",
     succeeded: "Succeeded",
     failed: "Failed",
+    killed: "Killed",
+    timed_out: "Timed out",
   };
+  JR.stateLabel = (state) => STATE_LABELS[state];
 
   JR.stateBadge = function (run) {
     const state = JR.stateOf(run);
     return JR.h("span", { class: `state-badge state-${state}`, dataset: { state } }, STATE_LABELS[state]);
+  };
+
+  /** A due run that waits because its job (or template, project, pool) is
+   * disabled: a tag that says so; null for a run that runs when due. */
+  JR.heldTag = function (run) {
+    if (!run.held) return null;
+    const text = run.job_enabled === false ? "job disabled" : "paused: template, project or pool disabled";
+    return JR.h("span", { class: "tag tag-off held-tag", title: "A worker takes it once enabled again." }, text);
   };
 
   const UNITS = { MINUTE: "minute", HOUR: "hour", DAY: "day", WEEK: "week", MONTH: "month" };

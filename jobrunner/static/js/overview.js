@@ -46,10 +46,12 @@
   const ROWS = {
     scheduled(run) {
       const due = Date.parse(run.schedule_dts) <= JR.now();
+      // A held run is not late: nothing takes it until its job is enabled.
+      const dueClass = due ? (run.held ? "held" : "due") : null;
       return [
-        h("span", { class: "row-main" }, jobLink(run), manualTag(run), projectLabel(run)),
+        h("span", { class: "row-main" }, jobLink(run), manualTag(run), JR.heldTag(run), projectLabel(run)),
         meta(
-          h("span", { class: due ? "due" : null }, due ? "due since " : "at ", JR.timeElement(run.schedule_dts)),
+          h("span", { class: dueClass }, due ? "due since " : "at ", JR.timeElement(run.schedule_dts)),
           JR.relative(run.schedule_dts),
           run.worker_title ? `on ${run.worker_title}` : null
         ),
@@ -106,7 +108,7 @@
           h(
             "li",
             {
-              class: `run-row run-${JR.stateOf(run)}`,
+              class: `run-row run-${JR.stateOf(run)}${run.held ? " run-held" : ""}`,
               dataset: { runId: String(run.id), jobId: String(run.job_id) },
             },
             ROWS[state](run)
@@ -117,6 +119,28 @@
   }
 
   let lastData = null;
+  let ticks = 0;
+
+  /** A banner for each enabled pool the user sees that has no responsive
+   * worker: its due runs wait for nobody. */
+  async function refreshPools() {
+    const data = await JR.get("/dashboard/workers.json");
+    const stranded = data.pools.filter((pool) => pool.enqueue_is_enabled && pool.responsive_workers === 0);
+    const banner = document.getElementById("pool-banner");
+    banner.hidden = !stranded.length;
+    JR.replaceIfChanged(banner, JSON.stringify(stranded.map((p) => [p.id, p.title, p.workers.length])), () => [
+      h("strong", null, stranded.length === 1 ? "A worker pool has no responsive worker:" : "Worker pools without a responsive worker:"),
+      h(
+        "ul",
+        null,
+        stranded.map((pool) =>
+          h("li", { dataset: { poolId: String(pool.id) } }, pool.title, " ",
+            h("span", { class: "muted" }, pool.workers.length ? `(${pool.workers.length} worker${pool.workers.length === 1 ? "" : "s"}, none answering)` : "(no worker)"))
+        )
+      ),
+      h("span", null, "Their runs wait until a worker answers. ", h("a", { href: "/workers" }, "See the workers")),
+    ]);
+  }
 
   async function refresh() {
     const url = JR.query("/dashboard/overview.json", {
@@ -127,6 +151,9 @@
     JR.syncClock(data.now);
     lastData = data;
     render(data);
+    // Worker health changes on the ping's scale, not the second's.
+    if (ticks % 10 === 0) await refreshPools();
+    ticks += 1;
   }
 
   const live = new JR.Live(refresh, 1000);

@@ -25,7 +25,8 @@
   }
 
   async function refresh() {
-    run = await JR.get(runUri);
+    // The REST form plus `killed` (the dashboard's own endpoint).
+    run = await JR.get(`/dashboard/runs/${runId}.json`);
     const finished = Boolean(run.return_dts);
     const [kills, log] = await Promise.all([
       run.start_dts ? JR.get(JR.query("/api/v1/kill_request/", { run: runId, order_by: "schedule_dts" })) : null,
@@ -68,7 +69,11 @@
     let durationValue = duration === null ? "—" : JR.formatDuration(duration);
     if (state === "started") durationValue = h("span", null, JR.elapsedElement(run.start_dts), " so far");
     let result = "—";
-    if (run.return_dts) result = run.return_success ? "success" : "failure";
+    if (run.return_dts) {
+      result = run.return_success ? "success" : "failure";
+      if (state === "killed") result = "failure: killed on request";
+      if (state === "timed_out") result = "failure: timed out";
+    }
     // In pairs: two to a row where the page is wide.
     const rows = [
       ["Job", h("a", { href: `/jobs/${JR.idOf(run.job)}` }, document.getElementById("run-job-link").textContent)],

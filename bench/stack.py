@@ -1,4 +1,4 @@
-"""A live Job-Runner on loopback for end-to-end tests: the server under
+"""A live Job-Runner on loopback, for the benchmark and the end-to-end tests: the server under
 waitress, the scheduler and workers as real processes, on SQLite or on a
 fresh PostgreSQL database.
 
@@ -25,7 +25,7 @@ from sqlalchemy.orm import sessionmaker
 
 from jobrunner.migrations import upgrade
 from jobrunner.models import WRITE_OPTION, get_engine, normalize_url
-from jobrunner.security.policies import compute_signature
+from jobrunner.signing import compute_signature
 
 BIN = os.path.dirname(sys.executable)
 DATABASE_URL_ENV = "JOBRUNNER_TEST_DATABASE_URL"

@@ -1,0 +1,294 @@
+"""One claimed run on the worker: fetch its job, execute the script, report
+the start, the log and the result back to the server.
+
+The log is sent while the script runs (every few seconds, when it changed)
+and once more at the end, before the return: a run's result matters more
+than its log, so a log the server refuses does not hold back the return.
+"""
+
+import logging
+import threading
+
+from . import executor, protocol
+from .client import ApiError, RetryAborted, TransientError, response_json, utc_now_iso
+from .logbuffer import LogBuffer
+
+log = logging.getLogger("jobrunner.worker")
+
+# How often the log of a running script is sent to the server.
+LOG_UPDATE_INTERVAL_SECONDS = 2.0
+NOTE_PREFIX = "[jobrunner-worker] "
+KILLED_NOTE = NOTE_PREFIX + "killed on request"
+RESTARTED_NOTE = (
+    NOTE_PREFIX + "the worker restarted while this run was going on; "
+    "the run is returned as failed"
+)
+
+
+def return_run(client, run_uri, success, abort=None, return_dts=None):
+    """Report a run's result, retried until the server answers. A run that
+    was returned already (by the scheduler, for a worker it gave up on) is
+    left as it is."""
+    response = client.request(
+        "PATCH", run_uri,
+        data=protocol.return_body(return_dts or utc_now_iso(), success),
+        abort=abort,
+    )
+    if response.status_code in protocol.UPDATED:
+        log.info("run %s returned (%s)", run_uri, "success" if success else "failure")
+    elif response.status_code == protocol.CONFLICT:
+        log.info("run %s had already been returned", run_uri)
+    else:
+        log.error("run %s: return refused, giving up: %s %s",
+                  run_uri, response.status_code, response.text[:300])
+
+
+def release_run(client, run_uri, abort=None):
+    """Give a claimed run back to its pool's queue; True when the server took it."""
+    response = client.request("PATCH", run_uri, data=protocol.release_body(), abort=abort)
+    if response.status_code in protocol.UPDATED:
+        return True
+    log.error("run %s: claim not released (%s %s)",
+              run_uri, response.status_code, response.text[:300])
+    return False
+
+
+class RunLogWriter:
+    """Creates a run's log once (POST), then updates it (PATCH)."""
+
+    def __init__(self, client, run, run_log_uri=None, abort=None):
+        self.client = client
+        self.run = run
+        self.run_log_uri = run_log_uri
+        self.abort = abort
+        # The live reporter and the final write must not both POST.
+        self._lock = threading.Lock()
+
+    def write(self, content, *, retry=True):
+        """Store ``content`` as the run's log; raises ApiError on a refusal."""
+        with self._lock:
+            if self.run_log_uri is None:
+                response = self._request(
+                    "POST",
+                    protocol.RUN_LOGS,
+                    protocol.new_log_body(self.run["resource_uri"], content),
+                    retry,
+                )
+                if response.status_code in protocol.CREATED:
+                    self.run_log_uri = self._created_uri(response)
+                    return
+                # A POST retried after a lost answer, or a log made by an
+                # earlier worker process: the log exists, find it.
+                self.run_log_uri = self._find_existing()
+                if self.run_log_uri is None:
+                    response_json(response, "POST", protocol.RUN_LOGS, protocol.CREATED)
+            response = self._request(
+                "PATCH", self.run_log_uri, protocol.log_update_body(content), retry
+            )
+            response_json(response, "PATCH", self.run_log_uri, protocol.UPDATED)
+
+    def _request(self, method, path, data, retry):
+        return self.client.request(method, path, data=data, retry=retry, abort=self.abort)
+
+    def _created_uri(self, response):
+        body = response_json(response, "POST", protocol.RUN_LOGS, protocol.CREATED) or {}
+        uri = body.get("resource_uri") or response.headers.get("Location")
+        if not uri:
+            raise ApiError("POST", protocol.RUN_LOGS, 201, "no resource_uri in answer")
+        return uri
+
+    def _find_existing(self):
+        logs = self.client.get_json(
+            protocol.RUN_LOGS, protocol.logs_of_run(self.run["id"]), abort=self.abort
+        )
+        objects = (logs or {}).get("objects") or []
+        return objects[0]["resource_uri"] if objects else None
+
+
+class LiveLogReporter(threading.Thread):
+    """Sends the log of a running script while it runs: the first output at
+    once, later output batched into one update per ``interval``."""
+
+    def __init__(self, writer, log_buffer, interval, run_id):
+        super().__init__(name=f"run-{run_id}-log", daemon=True)
+        self.writer = writer
+        self.log_buffer = log_buffer
+        self.interval = interval
+        self._stop_requested = threading.Event()
+
+    def run(self):
+        sent_version = 0  # a buffer nothing was written to
+        stopping = self._stop_requested.is_set
+        while not stopping():
+            version = self.log_buffer.wait_for_change(sent_version, self.interval, until=stopping)
+            if stopping():
+                break
+            if version == sent_version:
+                continue
+            try:
+                # No retries: the next update comes soon, the final one is
+                # retried until it is stored.
+                self.writer.write(self.log_buffer.render(), retry=False)
+                sent_version = version
+            except (TransientError, ApiError, RetryAborted) as error:
+                log.warning("live log update failed: %s", error)
+            # What follows is batched: at most one update per interval.
+            self._stop_requested.wait(self.interval)
+
+    def stop(self):
+        self._stop_requested.set()
+        self.log_buffer.wake()
+        self.join()
+
+
+class RunHandler(threading.Thread):
+    """Executes one claimed run and reports it back to the server.
+
+    `worker_daemon` is the loop that started it: the handler uses its
+    client, configuration and stop events, tells it when the run is done and
+    lets it mark the run's kill requests executed.
+    """
+
+    def __init__(self, worker_daemon, run):
+        super().__init__(name=f"run-{run.get('id')}", daemon=True)
+        self.worker_daemon = worker_daemon
+        self.client = worker_daemon.client
+        self.config = worker_daemon.config
+        self.run_obj = run
+        self.run_uri = run["resource_uri"]
+        self.kill_event = threading.Event()
+        self.pid = None
+        self.started = False
+        self._kill_requests = []
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # Called from the main thread.
+    def request_kill(self, kill_request):
+        """Take over a kill request; False when the run is past that point."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._kill_requests.append(kill_request)
+            self.kill_event.set()
+            return True
+
+    def _close_kill_requests(self):
+        with self._lock:
+            self._closed = True
+            return list(self._kill_requests)
+
+    def run(self):
+        try:
+            self._execute()
+        except RetryAborted as error:
+            log.warning("run %s abandoned: %s", self.run_uri, error)
+        except Exception:
+            log.exception("run %s: unexpected error; the run is given up", self.run_uri)
+            if not self.started:
+                # Never leave a claim held for a run that will not run here.
+                self._release()
+        finally:
+            self._close_kill_requests()
+            self.worker_daemon.run_finished(self)
+
+    def _report_start(self, start_dts, pid=None):
+        """True when the server stored the start."""
+        response = self.client.request(
+            "PATCH", self.run_uri, data=protocol.start_body(start_dts, pid),
+            abort=self.worker_daemon.force_event,
+        )
+        if response.status_code in protocol.UPDATED:
+            return True
+        log.error("run %s: start refused (%s %s); %sgiving up",
+                  self.run_uri, response.status_code, response.text[:300],
+                  "killing the script and " if pid is not None else "")
+        return False
+
+    def _release(self):
+        try:
+            release_run(self.client, self.run_uri, abort=self.worker_daemon.force_event)
+        except (RetryAborted, ApiError):
+            pass
+
+    def _execute(self):
+        force = self.worker_daemon.force_event
+        run_id = self.run_obj.get("id")
+        try:
+            # Only an integer id goes into the script's file name.
+            if isinstance(run_id, bool) or not isinstance(run_id, int):
+                raise ApiError("GET", self.run_uri, 200, f"the run's id {run_id!r} is no integer")
+            job = self.client.get_json(self.run_obj["job"], abort=force)
+            if not isinstance(job, dict) or not isinstance(job.get("script_content"), str):
+                raise ApiError("GET", str(self.run_obj["job"]), 200, "the job has no script_content")
+        except (ApiError, KeyError, TypeError) as error:
+            log.error("run %s: cannot handle it here, giving it back: %s", self.run_uri, error)
+            self._release()
+            return
+        script_content = job["script_content"]
+        env = executor.script_environment(run_id, job.get("title"), self.config.api_base_url)
+
+        log_buffer = LogBuffer(self.config.max_log_bytes)
+        writer = RunLogWriter(self.client, self.run_obj, self.run_obj.get("run_log"), force)
+        reporter = LiveLogReporter(
+            writer, log_buffer, self.worker_daemon.log_update_interval, self.run_obj["id"]
+        )
+        start_dts = utc_now_iso()
+
+        def on_started(pid):
+            self.pid = pid
+            self.started = True
+            if not self._report_start(start_dts, pid):
+                return False
+            log.info("run %s started as pid %s", self.run_uri, pid)
+            reporter.start()
+            return True
+
+        try:
+            result = executor.run_script(
+                script_content,
+                self.config.script_temp_path,
+                log_buffer,
+                on_started=on_started,
+                kill_event=self.kill_event,
+                kill_grace_seconds=self.worker_daemon.kill_grace_seconds,
+                script_prefix=f"jobrunner-run-{run_id}-",
+                env=env,
+            )
+        finally:
+            if reporter.is_alive():
+                reporter.stop()
+        # The run ended now, however long the server takes to hear of it.
+        finished_dts = utc_now_iso()
+        if result.abandoned:
+            return
+
+        if result.error is not None:
+            log.warning("run %s could not start: %s", self.run_uri, result.error)
+            log_buffer.write_line(NOTE_PREFIX + result.error)
+            # A run is returned after it started; record when it tried to.
+            if not self._report_start(start_dts):
+                return
+
+        kill_requests = self._close_kill_requests()
+        if result.killed:
+            log_buffer.write_line(KILLED_NOTE)
+        elif kill_requests:
+            log_buffer.write_line(
+                NOTE_PREFIX + "kill requested after the script had finished"
+            )
+        if result.error is None and result.exit_code != 0:
+            log_buffer.write_line(
+                NOTE_PREFIX + executor.describe_exit_code(result.exit_code)
+            )
+        for kill_request in kill_requests:
+            self.worker_daemon.mark_kill_request_executed(
+                kill_request, abort=force, execute_dts=finished_dts
+            )
+
+        try:
+            writer.write(log_buffer.render())
+        except ApiError as error:
+            log.error("run %s: log not stored: %s", self.run_uri, error)
+
+        return_run(self.client, self.run_uri, result.success, abort=force, return_dts=finished_dts)
