@@ -101,7 +101,9 @@ def private_folder(temp_dir):
     except FileExistsError:
         pass
     except OSError as error:
-        raise ScriptError(f"cannot create {path}: {error.strerror or error}") from None
+        raise ScriptError(
+            f"cannot create the script file in {temp_dir}: {error.strerror or error}"
+        ) from None
     info = os.lstat(path)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise ScriptError(f"{path} is not a folder of this user; refusing to put scripts there")
