@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 # could shadow the package; there are none here, so that notice is only noise.
 PIP = PYTHONWARNINGS=ignore $(BIN)/pip --disable-pip-version-check
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench fuzz clean
 
 # One stamp per set of packages: `make test` after `make run` still adds the
 # test extras, and neither reinstalls what is there unless setup.py changed.
@@ -34,6 +34,10 @@ run: $(VENV)/.installed-run
 # The whole test suite: SQLite by default; set JOBRUNNER_TEST_DATABASE_URL for PostgreSQL.
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+
+# The API fuzz suite with a long profile (the test suite runs 10,000 requests).
+fuzz: $(VENV)/.installed-test
+	JOBRUNNER_FUZZ_REQUESTS=$${JOBRUNNER_FUZZ_REQUESTS:-200000} $(BIN)/python -m pytest -q tests/fuzz
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from jobrunner.migrations import upgrade
-from jobrunner.models import get_engine, normalize_url
+from jobrunner.models import WRITE_OPTION, get_engine, normalize_url
 from jobrunner.signing import compute_signature
 
 BIN = os.path.dirname(sys.executable)
@@ -74,7 +74,12 @@ class FreshDatabase:
             self.url = f"sqlite:///{workdir}/jobrunner.sqlite"
         upgrade(self.url)
         self.engine = get_engine({"sqlalchemy.url": self.url})
-        self.Session = sessionmaker(bind=self.engine, expire_on_commit=False)
+        # The tests' helpers read, then write: on SQLite such a transaction
+        # must start as a writer (BEGIN IMMEDIATE), or a commit by the live
+        # server in between (every signed request stores its nonce) makes
+        # its first write fail at once with "database is locked".
+        self.Session = sessionmaker(bind=self.engine.execution_options(**{WRITE_OPTION: True}),
+                                    expire_on_commit=False)
 
     @property
     def is_postgres(self):

@@ -12,6 +12,7 @@ import contextlib
 import getpass
 import os
 import secrets
+import stat
 import sys
 from zoneinfo import ZoneInfoNotFoundError
 
@@ -171,11 +172,25 @@ def new_worker_ini(settings, api_key, secret, concurrent_jobs, title=""):
 
 
 def write_private_file(path, text):
-    """Writes ``text`` to ``path``, readable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Writes ``text`` to a new file at ``path``, readable by its owner only.
+
+    A symbolic link at ``path`` is refused, never followed: someone who can
+    write to the folder must not make the secret land in a file of theirs.
+    A regular file there is replaced by a new one.
+    """
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise CommandError(f"{path} is a symbolic link; refusing to write a secret through it")
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise CommandError(f"{path} appeared while it was being written; not overwriting it")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
-    os.chmod(path, 0o600)
 
 
 # --- commands -----------------------------------------------------------------

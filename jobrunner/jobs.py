@@ -20,6 +20,7 @@ naming each field, with messages that read on their own.
 from sqlalchemy import select
 
 from .domain_errors import InvalidFields
+from .scheduling.reschedule import validate_interval
 from .models import IntervalType, Job, JobTemplate, Run
 from .scheduling.reschedule import MISFIRE_POLICIES
 from .scheduling.schedule import Schedule, schedule_errors
@@ -59,6 +60,13 @@ def check_job(dbsession, job, project):
         elif job.reschedule_interval_type is None:
             errors["reschedule_interval_type"] = (
                 "reschedule_interval needs a reschedule_interval_type")
+        else:
+            try:
+                # The calculator's bound: past it a return would need a date
+                # after the year 9999.
+                validate_interval(job.reschedule_interval, job.reschedule_interval_type)
+            except ValueError as exc:
+                errors["reschedule_interval"] = str(exc)
     if job.disable_enqueue_after_fails is not None and job.disable_enqueue_after_fails < 0:
         errors["disable_enqueue_after_fails"] = "disable_enqueue_after_fails may not be negative"
     for name, message in schedule_field_errors(job).items():

@@ -24,6 +24,11 @@ DEFAULT_UNRESPONSIVE_AFTER_INTERVALS = 3.0
 DEFAULT_WEBHOOK_TIMEOUT = 5.0
 DEFAULT_RETENTION_KEEP_PER_JOB = 100
 
+DEFAULT_SESSION_IDLE_TIMEOUT = 12 * 3600
+DEFAULT_SESSION_MAX_AGE = 14 * 24 * 3600
+DEFAULT_LOGIN_MAX_CONCURRENT_HASHES = 2
+WORKER_WRITE_SCOPES = ("all", "protocol")
+
 DEFAULT_SESSION_SECRET = "change-me"
 KNOWN_DEFAULT_SECRETS = frozenset({"", DEFAULT_SESSION_SECRET, "development-only-secret", "test-secret"})
 MIN_PRODUCTION_SECRET_LENGTH = 32
@@ -142,6 +147,11 @@ class Settings:
     # None: keep every run.
     retention_days: float | None = None
     retention_keep_per_job: int = DEFAULT_RETENTION_KEEP_PER_JOB
+    worker_write_scope: str = "all"
+    accept_v1_signatures: bool = True
+    session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT
+    session_max_age: float = DEFAULT_SESSION_MAX_AGE
+    login_max_concurrent_hashes: int = DEFAULT_LOGIN_MAX_CONCURRENT_HASHES
     ini: MappingProxyType = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
     @classmethod
@@ -153,6 +163,12 @@ class Settings:
         from .scheduling.mail import split_addresses
 
         admin_emails = str(mapping.get("jobrunner.admin_emails") or "").replace(",", "\n")
+        scope = _text(mapping, "jobrunner.worker_write_scope") or "all"
+        if scope not in WORKER_WRITE_SCOPES:
+            raise SettingsError(
+                f"jobrunner.worker_write_scope is one of {', '.join(WORKER_WRITE_SCOPES)}, not {scope!r}"
+            )
+        v1 = mapping.get("jobrunner.accept_v1_signatures")
         return cls(
             database_url=_text(mapping, "sqlalchemy.url"),
             timezone=_text(mapping, "jobrunner.timezone") or DEFAULT_TIMEZONE,
@@ -177,6 +193,13 @@ class Settings:
             retention_days=_retention_days(mapping, "jobrunner.retention_days"),
             retention_keep_per_job=_count(
                 mapping, "jobrunner.retention_keep_per_job", DEFAULT_RETENTION_KEEP_PER_JOB
+            ),
+            worker_write_scope=scope,
+            accept_v1_signatures=True if v1 is None or str(v1).strip() == "" else asbool(v1),
+            session_idle_timeout=_seconds(mapping, "jobrunner.session.idle_timeout", DEFAULT_SESSION_IDLE_TIMEOUT),
+            session_max_age=_seconds(mapping, "jobrunner.session.max_age", DEFAULT_SESSION_MAX_AGE),
+            login_max_concurrent_hashes=_byte_count(
+                mapping, "jobrunner.login.max_concurrent_hashes", DEFAULT_LOGIN_MAX_CONCURRENT_HASHES
             ),
             ini=MappingProxyType(dict(mapping)),
         )

@@ -1,6 +1,7 @@
 """The REST API v1, served by traversal under /api/v1/: a list, a detail and a
 schema for each resource, JSON in and out."""
 from ..errors import json_error
+from ..security.policies import SENT_METHOD_KEY
 
 
 def request_guard_tween_factory(handler, registry):
@@ -21,6 +22,9 @@ def request_guard_tween_factory(handler, registry):
         if override and request.method == "POST":
             method = override.strip().upper()
             if method in ("PATCH", "PUT", "DELETE"):
+                # Tastypie clients sign the method they send (POST), others
+                # the one they mean: the signature check accepts either.
+                request.environ[SENT_METHOD_KEY] = request.method
                 request.method = method
         length = request.content_length
         if length is not None and length > limit:

@@ -8,6 +8,7 @@ from .fields import resource_uri
 from .serialize import current_value
 
 IGNORED_ON_INPUT = ("id", "resource_uri")
+_MISSING = object()
 
 
 def parse_json_body(request):
@@ -46,6 +47,9 @@ def validate(resource_type, data, tz, obj=None):
             errors[key] = "Unknown field."
             continue
         if node.readonly:
+            fixed = resource_type.fixed_on_create.get(key, _MISSING)
+            if obj is None and type(value) is type(fixed) and value == fixed:
+                continue
             if obj is None or not _same_as_stored(node, value, obj, tz):
                 errors[key] = "This field is read-only."
             continue

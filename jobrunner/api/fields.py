@@ -76,14 +76,19 @@ class Integer(NullableType):
 class Text(NullableType):
     name = "string"
 
-    def __init__(self, max_length=None):
+    def __init__(self, max_length=None, single_line=False):
         self.max_length = max_length
+        self.single_line = single_line
 
     def convert(self, node, value):
         if not isinstance(value, str):
             raise ValueError("Expected a string.")
         if "\x00" in value:
             raise ValueError("NUL characters are not allowed.")
+        if self.single_line and ("\r" in value or "\n" in value):
+            # Titles go into mail subjects and log lines: a line break there
+            # would let a value forge a header or a log entry.
+            raise ValueError("Line breaks are not allowed.")
         if self.max_length and len(value) > self.max_length:
             raise ValueError(f"At most {self.max_length} characters.")
         return value

@@ -60,13 +60,20 @@ def _convert(column, raw, field, tz, relation):
     return raw
 
 
+RANGE_LOOKUPS = ("gt", "gte", "lt", "lte")
+
+
 def _lookup(column, lookup, raw, field, tz, relation):
+    if lookup in RANGE_LOOKUPS and isinstance(column.type, Boolean):
+        # true > false means nothing to a reader, and PostgreSQL refuses it.
+        raise QueryError(field, f"{lookup} does not apply to a true/false field.")
     if lookup == "isnull":
         lowered = raw.lower()
         if lowered not in ("true", "false", "1", "0"):
             raise QueryError(field, "isnull takes true or false.")
         return column.is_(None) if lowered in ("true", "1") else column.is_not(None)
     if lookup == "in":
+        # Repeated `field__in=a&field__in=b` arrive joined by commas: a union.
         values = [_convert(column, part, field, tz, relation) for part in raw.split(",") if part]
         return column.in_(values)
     value = _convert(column, raw, field, tz, relation)
@@ -101,9 +108,25 @@ def split_lookup(key):
     return parts, "exact"
 
 
+def merged_params(params):
+    """The query's (key, value) pairs, a repeated `__in` key merged into one
+    comma-separated value: Tastypie reads `a__in=1&a__in=2` as 1 or 2."""
+    merged = {}
+    pairs = []
+    for key, raw in params.items():
+        if key.endswith("__in") and key in merged:
+            index = merged[key]
+            pairs[index] = (key, pairs[index][1] + "," + raw)
+            continue
+        if key.endswith("__in"):
+            merged[key] = len(pairs)
+        pairs.append((key, raw))
+    return pairs
+
+
 def apply_filters(query, resource_type, params, tz, identity):
     """Adds a WHERE for each filter; anything not allowed is a QueryError."""
-    for key, raw in params.items():
+    for key, raw in merged_params(params):
         if key in RESERVED:
             continue
         segments, lookup = split_lookup(key)

@@ -65,6 +65,8 @@ class ResourceType:
     relations = {}
     # fields a project admin (TOGGLE_JOB) may change without EDIT
     toggle_fields = ()
+    # read-only fields that a create sets itself: a body may repeat the value
+    fixed_on_create = {}
     # how the caller reaches objects of this kind (jobrunner.security.reach)
     reach = None
 
@@ -90,7 +92,7 @@ class GroupResource(ResourceType):
     ordering = ("id", "name")
 
     def fields(self):
-        return [field(Text(255), "name", required=True, unique=True, help_text="Group name.")]
+        return [field(Text(255, single_line=True), "name", required=True, unique=True, help_text="Group name.")]
 
 
 class ProjectResource(ResourceType):
@@ -103,7 +105,7 @@ class ProjectResource(ResourceType):
 
     def fields(self):
         return [
-            field(Text(255), "title", required=True, unique=True),
+            field(Text(255, single_line=True), "title", required=True, unique=True),
             field(Text(), "description"),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(ToMany("worker_pool"), "worker_pools", kind="to_many"),
@@ -126,7 +128,7 @@ class WorkerPoolResource(ResourceType):
 
     def fields(self):
         return [
-            field(Text(255), "title", required=True, unique=True),
+            field(Text(255, single_line=True), "title", required=True, unique=True),
             field(Text(), "description"),
             field(Boolean(), "enqueue_is_enabled", default=True),
             field(ToMany("worker"), "workers", kind="to_many"),
@@ -148,7 +150,7 @@ class WorkerResource(ResourceType):
 
     def fields(self):
         return [
-            field(Text(255), "title", required=True),
+            field(Text(255, single_line=True), "title", required=True),
             field(Text(), "description"),
             field(Text(255), "api_key", readonly=True, unique=True),
             field(Boolean(), "enqueue_is_enabled", default=True),
@@ -168,7 +170,7 @@ class JobTemplateResource(ResourceType):
 
     def fields(self):
         return [
-            field(Text(255), "title", required=True),
+            field(Text(255, single_line=True), "title", required=True),
             field(Text(), "description"),
             field(Text(), "body", help_text="The script; {{ content }} marks where a job's script goes."),
             field(Boolean(), "enqueue_is_enabled", default=True),
@@ -196,7 +198,7 @@ class JobResource(ResourceType):
 
     def fields(self):
         return [
-            field(Text(255), "title", required=True),
+            field(Text(255, single_line=True), "title", required=True),
             field(Text(), "description"),
             field(ToOne("job_template"), "job_template", required=True, attr="job_template_id", kind="to_one"),
             field(ToOne("worker_pool"), "worker_pool", required=True, attr="worker_pool_id", kind="to_one",
@@ -254,6 +256,8 @@ class JobResource(ResourceType):
 class RunResource(ResourceType):
     name = "run"
     model = Run
+    # A run posted through the API is manual, whoever posts it.
+    fixed_on_create = {"is_manual": True}
     reach = Reach(RUN)
     list_methods = ("get", "post")
     detail_methods = ("get", "patch")

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from ..errors import json_error
 from ..models import Run
 from ..queries.run_states import ENQUEUEABLE
+from ..security.scope import worker_may_write
 from . import query as q
 from .body import parse_json_body, validate
 from .errors import APIError
@@ -142,8 +143,16 @@ def list_objects(context, request):
     )
 
 
+def check_write_scope(request, resource_name, write):
+    identity = request.identity
+    if identity is not None and identity.worker is not None:
+        if not worker_may_write(request.registry.jobrunner_settings.worker_write_scope, resource_name, write):
+            raise APIError(403, "Workers may not write this here (jobrunner.worker_write_scope).")
+
+
 def create_object(context, request):
     rt = context.resource_type
+    check_write_scope(request, rt.name, "create")
     values = validate(rt, parse_json_body(request), timezone_of(request))
     obj = CREATE[rt.name](request, context, values)
     request.dbsession.flush()
@@ -153,6 +162,7 @@ def create_object(context, request):
 
 def update_object(context, request):
     rt = context.resource_type
+    check_write_scope(request, rt.name, "update")
     obj = context.obj
     values = validate(rt, parse_json_body(request), timezone_of(request), obj=obj)
     UPDATE[rt.name](request, context, values)

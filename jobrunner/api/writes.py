@@ -12,6 +12,7 @@ from ..scheduling import runs
 from ..scheduling.mail import mail_context
 from ..scheduling.next_run import ensure_first_run
 from ..security.permissions import Permission
+from ..security.scope import WORKER_SELF_FIELDS
 from ..values import addresses_text
 from .errors import APIError, bad_request, forbidden
 from .traversal import item_for
@@ -128,6 +129,7 @@ def create_run(request, collection, values):
         if job.worker_pool not in worker.pools:
             raise bad_request("Invalid fields.", {"worker": "The worker is not in the job's pool."})
     schedule_dts = values.get("schedule_dts") or utcnow()
+    runs.check_schedule(schedule_dts)
     run = runs.create_run(
         request.dbsession,
         job,
@@ -166,9 +168,10 @@ def update_run(request, item, values):
     if "worker" in values and values.pop("worker") != run.worker_id:
         raise RunConflict("The run's worker changes only with a claim or a reset.")
 
-    for name in ("schedule_dts", "schedule_children"):
-        if name in values:
-            setattr(run, name, values.pop(name))
+    if "schedule_dts" in values:
+        runs.move_schedule(run, worker, values.pop("schedule_dts"))
+    if "schedule_children" in values:
+        run.schedule_children = values.pop("schedule_children")
     fenced = {name: values.pop(name) for name in FENCED_RUN_FIELDS if name in values}
     if fenced:
         return_dts = fenced.pop("return_dts", None)
@@ -222,6 +225,16 @@ def update_worker(request, item, values):
     worker = item.obj
     if not request.has_permission(Permission.EDIT, item):
         raise forbidden("A worker changes only itself.")
+    if caller_worker(request) is not None:
+        others = sorted(name for name in values if name not in WORKER_SELF_FIELDS
+                        and values[name] != getattr(worker, name))
+        if others:
+            raise APIError(403, "A worker sets only its ping, version and concurrency.",
+                           {name: "Set by an administrator." for name in others})
+        if values.get("ping_response_dts") is not None:
+            # A ping is taken by the server's clock: a worker's clock (or a
+            # made-up future) must not keep a dead worker looking alive.
+            values["ping_response_dts"] = utcnow()
     if values.get("concurrent_jobs") is not None and not 0 <= values["concurrent_jobs"] <= 1000:
         raise bad_request("Invalid fields.", {"concurrent_jobs": "Between 0 and 1000."})
     for name, value in values.items():

@@ -7,20 +7,11 @@ session cookie and keep the data live.
 import hashlib
 from pathlib import Path
 
-from pyramid.events import BeforeRender, NewResponse
+from pyramid.events import BeforeRender
 
 from ..contexts import JobFactory, RunFactory
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-
-# Scripts and styles come from this app only; API strings are put on the page
-# as text, and this policy stops anything that slipped through from running.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
-
 
 def static_version():
     """A digest of the static files: a new release gets new asset URLs, so a
@@ -45,21 +36,9 @@ def add_renderer_globals(event):
     )
 
 
-def add_security_headers(event):
-    response = event.response
-    if not (response.content_type or "").startswith("text/html"):
-        return
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("X-Frame-Options", "DENY")
-
-
 def includeme(config):
     config.registry["dashboard_static_version"] = static_version()
     config.add_subscriber(add_renderer_globals, BeforeRender)
-    config.add_subscriber(add_security_headers, NewResponse)
     config.add_route("home", "/")
     config.add_route("jobs", "/jobs")
     config.add_route("job", "/jobs/{id}", factory=JobFactory, traverse="/{id}")

@@ -20,6 +20,8 @@ from .tables import (  # noqa: F401
     WorkerPool,
 )
 
+from .security import ApiToken, LoginFailure, RequestNonce, UserSession  # noqa: F401,E402
+
 configure_mappers()
 
 WRITE_OPTION = "jobrunner_write"

@@ -104,7 +104,8 @@ def validate_interval(interval, interval_type) -> None:
         raise ValueError(f"interval must be a positive integer, got {interval!r}")
     if interval > MAX_INTERVALS[name]:
         raise ValueError(
-            f"this interval is too large: at most {MAX_INTERVALS[name]} {name.lower()}s (a hundred years)"
+            f"this interval is too large: at most {MAX_INTERVALS[name]} {name.lower()}s (a hundred years; "
+            "every schedule must land before year 9999)"
         )
 
 

@@ -11,11 +11,16 @@ The rules:
   start, the pid, the return, write the run's log or act on a kill request.
   Another worker, a user, or the holder after a release is refused.
 * A run returns once; a second return changes nothing, so no result is ever
-  counted twice.
+  counted twice. Once returned, its log and its schedule are history.
+* A started run is never released: its script may be running, and a second
+  worker would run it again. It is returned (as failed if need be).
+* A run's schedule lies within 100 years of now.
 
 Plain functions over a SQLAlchemy session that raise the errors of
 jobrunner.errors; the REST API and the scheduler call the same code.
 """
+from datetime import timedelta
+
 from sqlalchemy import select, update
 
 from ..domain_errors import InvalidFields, NotAllowed, NotHolder, RunConflict
@@ -25,7 +30,7 @@ from .enqueueable import enqueueable_run_ids
 __all__ = [
     "RunConflict", "NotHolder", "create_run", "claim", "release", "reset_claim", "progress",
     "report_return", "mark_returned", "append_log", "create_log", "holder_update",
-    "request_kill",
+    "request_kill", "check_schedule", "move_schedule",
 ]
 
 
@@ -52,6 +57,30 @@ def create_run(dbsession, job, schedule_dts, is_manual, schedule_children=True, 
         run.schedule_id = run.id
         dbsession.flush()
     return run
+
+
+# A schedule further away than this is a typing error, not a plan; and the
+# reschedule arithmetic stays far from the year 9999.
+SCHEDULE_REACH = timedelta(days=100 * 366)
+
+
+def check_schedule(schedule_dts, now=None):
+    now = now or utcnow()
+    if not now - SCHEDULE_REACH <= schedule_dts <= now + SCHEDULE_REACH:
+        raise InvalidFields({"schedule_dts": "A run's schedule must lie within 100 years of now."})
+
+
+def move_schedule(run, worker, schedule_dts):
+    """A new schedule_dts: a worker moves only a run it holds; nobody moves
+    a run that has returned."""
+    if schedule_dts == run.schedule_dts:
+        return
+    check_schedule(schedule_dts)
+    if worker is not None:
+        require_holder(run, worker)
+    if run.return_dts is not None:
+        raise RunConflict("The run has returned; its schedule is history.")
+    run.schedule_dts = schedule_dts
 
 
 def require_holder(run, worker):
@@ -87,6 +116,8 @@ def release(dbsession, run, worker, release_worker, start_dts=None):
     require_holder(run, worker)
     if start_dts is not None:
         raise InvalidFields({"start_dts": "A reset run has not started."})
+    if run.start_dts is not None:
+        raise RunConflict("Only a run that has not started can be released.")
     reset_claim(dbsession, run, release_worker)
 
 
@@ -176,6 +207,7 @@ def mark_returned(dbsession, run, return_dts, return_success, worker_id=None):
 def create_log(dbsession, run, worker, content):
     """The holder starts the run's log; a run has one log."""
     require_holder(run, worker)
+    _require_log_open(run)
     existing = dbsession.scalar(select(RunLog.id).where(RunLog.run_id == run.id))
     if existing is not None:
         raise RunConflict(f"The run has a log already: /api/v1/run_log/{existing}/.")
@@ -189,12 +221,20 @@ def holder_update(obj, worker, values):
     """A run's log and its kill requests belong to the run: only the holder
     of the run changes them, and they stay with their run."""
     require_holder(obj.run, worker)
+    if isinstance(obj, RunLog):
+        _require_log_open(obj.run)
     if "run" in values and values.pop("run") != obj.run_id:
         noun = "A log" if isinstance(obj, RunLog) else "A kill request"
         raise InvalidFields({"run": f"{noun} cannot move to another run."})
     for name, value in values.items():
         setattr(obj, name, value)
     return obj
+
+
+def _require_log_open(run):
+    # What a run printed is final once its result is in.
+    if run.return_dts is not None:
+        raise RunConflict("The run has returned; its log is read-only.")
 
 
 def append_log(dbsession, run, text):

@@ -1,21 +1,42 @@
-"""Authentication (HMAC for workers, session for users) and authorization."""
+"""Authentication (signatures for workers, sessions and tokens for users),
+authorization, and the security headers of every answer."""
 from pyramid.csrf import SessionCSRFStoragePolicy
 from pyramid.session import SignedCookieSessionFactory
 
 from ..settings import InsecureSettings  # noqa: F401 (raised when the app starts)
+from .headers import add_security_headers
+from .passwords import limit_concurrent_hashes
 from .permissions import Permission  # noqa: F401
-from .policies import JobRunnerSecurityPolicy, is_hmac_request
+from .policies import JobRunnerSecurityPolicy, api_key_header, is_hmac_request
 
 
 def csrf_required(request):
-    # Workers sign every request; a signature is not something a browser can
-    # be tricked into sending, so only cookie-borne requests need a token.
-    return not is_hmac_request(request)
+    # A browser can be tricked into sending a cookie, never a valid worker
+    # signature or a bearer token: only those requests go without a token.
+    # An invalid signature gives no identity, so it is no way around it; and
+    # a request without the header is judged by its cookie: it needs a token.
+    if not api_key_header(request):
+        return True
+    return request.identity is None
+
+
+def signed_identity_tween_factory(handler, registry):
+    """Judges a worker's signature before anything opens the request's
+    transaction: a v2 nonce is stored in a short transaction of its own,
+    which on SQLite must not wait for the request's write lock."""
+
+    def tween(request):
+        if is_hmac_request(request):
+            request.identity
+        return handler(request)
+
+    return tween
 
 
 def includeme(config):
     settings = config.registry.jobrunner_settings
     settings.check_production_secret()
+    idle = int(settings.session_idle_timeout)
     config.set_session_factory(
         SignedCookieSessionFactory(
             settings.cookie_secret,
@@ -23,15 +44,24 @@ def includeme(config):
             httponly=True,
             samesite="Lax",
             secure=settings.secure_cookies,
-            timeout=None,
-            max_age=14 * 24 * 3600,
-            reissue_time=3600,
+            # The idle limit: a cookie not renewed within it is void. The
+            # cookie is renewed on use at most every tenth of it.
+            timeout=idle,
+            reissue_time=max(1, min(3600, idle // 10)),
+            max_age=int(settings.session_max_age),
         )
     )
+    limit_concurrent_hashes(settings.login_max_concurrent_hashes)
     config.set_security_policy(JobRunnerSecurityPolicy())
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.set_default_csrf_options(require_csrf=True, callback=csrf_required)
     config.set_default_permission(Permission.VIEW)
+    config.add_subscriber(add_security_headers, "pyramid.events.NewResponse")
+    config.add_tween("jobrunner.security.signed_identity_tween_factory",
+                     under=("jobrunner.api.request_guard_tween_factory", "pyramid_tm.tm_tween_factory"))
     config.add_route("login", "/login")
     config.add_route("logout", "/logout")
+    config.add_route("account_tokens", "/account/tokens")
+    config.add_route("account_token_revoke", "/account/tokens/{id}/revoke")
     config.scan(".views")
+    config.scan(".token_views")

@@ -1,4 +1,5 @@
-"""Who is asking: a worker signing with HMAC, or a user with a session."""
+"""Who is asking: a worker signing its requests, a user with a session, or
+a user's personal API token."""
 from dataclasses import dataclass, field
 
 from pyramid.authentication import SessionAuthenticationHelper
@@ -8,14 +9,23 @@ from sqlalchemy import select
 
 from ..audit import actor_of_user, set_actor
 from ..models import User, Worker
-from ..signing import compute_signature, is_api_key_header, parse_authorization, signature_matches
+from ..signing import is_signed, parse_header
+from .nonces import remember_nonce
 from .permissions import ADMIN_PRINCIPAL, group_principal, worker_principal
+from .sessions import SESSION_TOKEN_KEY, session_user
+from .tokens import token_user
 
+SENT_METHOD_KEY = "jobrunner.sent_method"
+VERIFIED_WORKER_KEY = "jobrunner.verified_worker_id"
+BEARER_PREFIX = "Bearer "
 
 
 @dataclass
 class Identity:
-    """The authenticated caller; exactly one of user and worker is set."""
+    """The authenticated caller; exactly one of user and worker is set.
+
+    `via` says how: "signature" (a worker), "session" or "token" (a user;
+    a token acts exactly as its user's session would, CSRF aside)."""
 
     via: str
     user: User | None = None
@@ -32,7 +42,7 @@ def api_key_header(request):
 
 
 def is_hmac_request(request):
-    return is_api_key_header(api_key_header(request))
+    return is_signed(api_key_header(request))
 
 
 def request_path_qs(request):
@@ -43,29 +53,73 @@ def request_path_qs(request):
     return request.path_qs
 
 
-class HMACSecurityPolicy:
-    """Workers: `Authorization: ApiKey <api_key>:<hex hmac-sha1>`, checked
-    against the worker's secret (the message is defined in jobrunner.signing)."""
+def signed_methods(request):
+    """A POST with X-HTTP-Method-Override may be signed over either method."""
+    return {request.method, request.environ.get(SENT_METHOD_KEY, request.method)}
+
+
+def user_identity(user, via):
+    principals = [Everyone, Authenticated, f"user:{user.id}"]
+    principals += [group_principal(group.name) for group in user.groups]
+    if user.is_admin:
+        principals.append(ADMIN_PRINCIPAL)
+    return Identity(via=via, user=user, principals=principals)
+
+
+class SignatureSecurityPolicy:
+    """Workers: v2 (`JobRunner-HMAC-SHA256 ...`) or, while allowed, v1
+    (`ApiKey <api_key>:<hex hmac-sha1>`)."""
 
     def identity(self, request):
-        parsed = parse_authorization(api_key_header(request))
-        if parsed is None:
+        signed = parse_header(api_key_header(request))
+        if signed is None:
             return None
-        api_key, signature = parsed
-        worker = request.dbsession.scalar(select(Worker).where(Worker.api_key == api_key))
-        # Compute a signature even for an unknown key, so timing does not tell
-        # which keys exist.
-        secret = worker.secret if worker is not None else "-"
-        expected = compute_signature(
-            secret, request.method, request_path_qs(request), request.body
-        )
-        if not signature_matches(expected, signature) or worker is None:
+        if signed.version == 1:
+            if not request.registry.jobrunner_settings.accept_v1_signatures:
+                return None
+            worker = self._verified(request, request.dbsession, signed)
+        else:
+            # A retried attempt of this request (pyramid_retry makes a new
+            # request from the same environ) must not meet its own nonce.
+            worker_id = request.environ.get(VERIFIED_WORKER_KEY)
+            if worker_id is None:
+                worker_id = self._verified_v2(request, signed)
+                request.environ[VERIFIED_WORKER_KEY] = worker_id
+            worker = request.dbsession.get(Worker, worker_id) if worker_id else None
+        if worker is None:
             return None
         return Identity(
-            via="hmac",
+            via="signature",
             worker=worker,
             principals=[Everyone, Authenticated, worker_principal(worker.api_key), "role:worker"],
         )
+
+    def _verified(self, request, dbsession, signed):
+        worker = dbsession.scalar(select(Worker).where(Worker.api_key == signed.api_key))
+        # Compute a signature even for an unknown key, so timing does not tell
+        # which keys exist.
+        secret = worker.secret if worker is not None else "-"
+        valid = signed.verify(secret, signed_methods(request), request_path_qs(request), request.body)
+        return worker if valid and worker is not None else None
+
+    def _verified_v2(self, request, signed):
+        """The worker's id once the signature, the clock and the nonce pass.
+
+        The nonce is stored in a transaction of its own before the request's
+        transaction starts (on SQLite a writing request holds the database's
+        write lock from its first statement)."""
+        if not signed.fresh():
+            return None
+        factory = request.registry["dbsession_factory"]
+        lookup = factory()
+        try:
+            worker = self._verified(request, lookup, signed)
+            worker_id = worker.id if worker is not None else None
+        finally:
+            lookup.close()
+        if worker_id is None or not remember_nonce(factory, worker_id, signed.nonce):
+            return None
+        return worker_id
 
     def remember(self, request, userid, **kw):
         return []
@@ -74,8 +128,18 @@ class HMACSecurityPolicy:
         return []
 
 
+class TokenSecurityPolicy:
+    """Scripts and CI: `Authorization: Bearer <personal API token>`."""
+
+    def identity(self, request):
+        token = api_key_header(request)[len(BEARER_PREFIX):].strip()
+        user = token_user(request.dbsession, token)
+        return user_identity(user, "token") if user is not None else None
+
+
 class SessionSecurityPolicy:
-    """Dashboard users, logged in with a signed session cookie."""
+    """Dashboard users, logged in with a signed session cookie whose token
+    has a live row (see sessions.py)."""
 
     def __init__(self):
         self.helper = SessionAuthenticationHelper()
@@ -84,14 +148,9 @@ class SessionSecurityPolicy:
         userid = self.helper.authenticated_userid(request)
         if userid is None:
             return None
-        user = request.dbsession.get(User, userid)
-        if user is None or not user.is_active:
-            return None
-        principals = [Everyone, Authenticated, f"user:{user.id}"]
-        principals += [group_principal(group.name) for group in user.groups]
-        if user.is_admin:
-            principals.append(ADMIN_PRINCIPAL)
-        return Identity(via="session", user=user, principals=principals)
+        max_age = request.registry.jobrunner_settings.session_max_age
+        user = session_user(request.dbsession, userid, request.session.get(SESSION_TOKEN_KEY), max_age)
+        return user_identity(user, "session") if user is not None else None
 
     def remember(self, request, userid, **kw):
         return self.helper.remember(request, userid, **kw)
@@ -101,25 +160,33 @@ class SessionSecurityPolicy:
 
 
 class JobRunnerSecurityPolicy:
-    """Composes the two ways in; a request that carries an API key header is
-    judged by its signature alone, never by a cookie that came along."""
+    """Composes the ways in; a request that carries an Authorization header
+    is judged by it alone, never by a cookie that came along."""
 
     def __init__(self):
-        self.hmac = HMACSecurityPolicy()
+        self.signature = SignatureSecurityPolicy()
+        self.token = TokenSecurityPolicy()
         self.session = SessionSecurityPolicy()
         self.acl = ACLHelper()
         # Pyramid asks again on every use of request.identity; the answer
-        # cannot change within a request, so the queries and the HMAC run once.
+        # cannot change within a request, so the queries and the signature
+        # check run once (and a v2 nonce is used once).
         self.identity_cache = RequestLocalCache(self.load_identity)
 
     def identity(self, request):
         return self.identity_cache.get_or_create(request)
 
     def load_identity(self, request):
-        if is_hmac_request(request):
-            return self.hmac.identity(request)
-        identity = self.session.identity(request)
-        if identity is not None:
+        header = api_key_header(request)
+        if is_signed(header):
+            identity = self.signature.identity(request)
+        elif header and header.startswith(BEARER_PREFIX):
+            identity = self.token.identity(request)
+        elif header and header.split(" ", 1)[0] in ("JobRunner-HMAC-SHA256", "Bearer"):
+            identity = None
+        else:
+            identity = self.session.identity(request)
+        if identity is not None and identity.user is not None:
             # What this user changes in this request is audited as his;
             # a worker's traffic never is.
             set_actor(request.dbsession, actor_of_user(identity.user))

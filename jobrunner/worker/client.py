@@ -1,5 +1,10 @@
-"""HMAC-signed client of the server's REST API: every request is signed with
-the worker's secret, transient failures are retried with back-off."""
+"""Signed client of the server's REST API.
+
+It trusts the server's answers no further than it must: it follows only
+URLs under its api_base_url (an absolute URL to another host would get a
+signed request), pages through a list at most MAX_PAGES times, and
+verifies HTTPS certificates always (against `ca_bundle` when given).
+"""
 
 import datetime
 import json
@@ -66,6 +71,10 @@ def backoff_delay(attempt, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS):
     return random.uniform(ceiling / 2, ceiling)
 
 
+# A list longer than this many pages is a server that loops.
+MAX_PAGES = 1000
+
+
 class TransientError(Exception):
     """The server could not be reached or answered 5xx; worth retrying."""
 
@@ -83,6 +92,13 @@ class ApiError(Exception):
         self.status = status
         self.body = body
         super().__init__(f"{method} {path} -> {status}: {body[:500]}")
+
+
+class UntrustedURL(ApiError):
+    """The server named a URL outside the API base URL; it is not followed."""
+
+    def __init__(self, message):
+        super().__init__("GET", "-", 0, message)
 
 
 def response_json(response, method, path, ok_statuses=(200, 201, 202)):
@@ -109,9 +125,14 @@ class ApiClient:
         secret,
         timeout=REQUEST_TIMEOUT_SECONDS,
         backoff_cap=BACKOFF_CAP_SECONDS,
+        ca_bundle=None,
+        signature_version=2,
     ):
         self.base_url = base_url.rstrip("/")
         self._base_path = urllib.parse.urlsplit(self.base_url).path
+        # Certificates are always verified; a bundle only says against what.
+        self.verify = ca_bundle or True
+        self.signature_version = signature_version
         self.api_key = api_key
         self.secret = secret
         self.timeout = timeout
@@ -125,17 +146,34 @@ class ApiClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            session.verify = self.verify
         return session
 
     def url_for(self, path, params=None):
-        """The full URL for an API path (``/api/v1/...``) and query parameters."""
-        if path.startswith(("http://", "https://")):
-            url = path
+        """The full URL for an API path (``/api/v1/...``) and query parameters.
+
+        A path or URL from the server's answers is followed only when it lies
+        under the base URL; anything else raises UntrustedURL.
+        """
+        if not isinstance(path, str):
+            raise UntrustedURL(f"not a URL: {path!r}")
+        if path.startswith(("http://", "https://", "//")):
+            url = path if not path.startswith("//") else "x:" + path
+            if not url.startswith(self.base_url + "/"):
+                raise UntrustedURL(f"{path!r} is not under {self.base_url}")
         else:
+            if not path.startswith("/"):
+                raise UntrustedURL(f"{path!r} is not an absolute path")
             if self._base_path and path.startswith(self._base_path + "/"):
                 # A path that already carries the base URL's prefix.
                 path = path[len(self._base_path):]
             url = self.base_url + path
+        path_part = urllib.parse.urlsplit(url).path
+        segments = urllib.parse.unquote(path_part).split("/")
+        if ".." in segments or "." in segments or "\\" in path_part or any(
+            ord(c) < 32 for c in url
+        ):
+            raise UntrustedURL(f"{path!r} leaves the API")
         if params:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
         return url
@@ -156,7 +194,8 @@ class ApiClient:
             method, self.url_for(path, params), headers=headers, data=body
         ).prepare()
         prepared.headers["Authorization"] = authorization_header(
-            self.api_key, self.secret, method, prepared.path_url, prepared.body or b""
+            self.api_key, self.secret, method, prepared.path_url, prepared.body or b"",
+            version=self.signature_version,
         )
         return prepared
 
@@ -211,12 +250,20 @@ class ApiClient:
         return response_json(self.request("GET", path, params, **kwargs), "GET", path)
 
     def list_all(self, path, params=None, **kwargs):
-        """Every object of a list endpoint, following ``meta.next``."""
+        """Every object of a list endpoint, following ``meta.next`` (at most
+        MAX_PAGES pages, never the same page twice)."""
         objects = []
+        seen = set()
         page = self.get_json(path, params, **kwargs)
-        while True:
-            objects.extend(page.get("objects", []))
+        for _ in range(MAX_PAGES):
+            if not isinstance(page, dict) or not isinstance(page.get("objects", []), list):
+                raise ApiError("GET", path, 200, "not a list answer")
+            objects.extend(o for o in page.get("objects", []) if isinstance(o, dict))
             next_path = (page.get("meta") or {}).get("next")
             if not next_path:
                 return objects
+            if next_path in seen:
+                raise ApiError("GET", path, 200, f"the list loops back to {next_path!r}")
+            seen.add(next_path)
             page = self.get_json(next_path, **kwargs)
+        raise ApiError("GET", path, 200, f"more than {MAX_PAGES} pages")

@@ -38,6 +38,11 @@ class WorkerConfig:
     script_temp_path: str = dataclasses.field(default_factory=tempfile.gettempdir)
     poll_interval: float = 1.0
     ping_interval: float = 60.0
+    # Certificates for an HTTPS server (a file of PEM certificates); the
+    # system's by default. Verification itself is never off.
+    ca_bundle: str | None = None
+    # The ini's own path, for the start-up warnings; never given to scripts.
+    path: str | None = None
 
     @property
     def logging_level(self):
@@ -126,6 +131,15 @@ def load_config(path):
     script_temp_path = (
         section.get("script_temp_path", "").strip() or tempfile.gettempdir()
     )
+    ca_bundle = section.get("ca_bundle", "").strip() or None
+    if ca_bundle is not None and not os.path.isfile(ca_bundle):
+        raise ConfigError(f"ca_bundle {ca_bundle!r} is not a readable file")
+    for name in ("verify", "insecure", "verify_ssl"):
+        if name in section:
+            raise ConfigError(
+                f"{name} is not an option: certificates are always verified "
+                "(name your own with ca_bundle)"
+            )
 
     return WorkerConfig(
         api_base_url=required["api_base_url"],
@@ -137,7 +151,37 @@ def load_config(path):
         script_temp_path=script_temp_path,
         poll_interval=_number(section, "poll_interval", float, 1.0, 0, exclusive=True),
         ping_interval=_number(section, "ping_interval", float, 60.0, 0, exclusive=True),
+        ca_bundle=ca_bundle,
+        path=path,
     )
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def security_warnings(config):
+    """What an operator should fix, said once at start."""
+    import urllib.parse
+
+    warnings = []
+    parts = urllib.parse.urlsplit(config.api_base_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS and not host.startswith("127."):
+        warnings.append(
+            f"api_base_url {config.api_base_url} is plain HTTP to another machine: the "
+            "requests (job scripts, logs) travel unencrypted; use https://"
+        )
+    if config.path:
+        try:
+            mode = os.stat(config.path).st_mode
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            warnings.append(
+                f"{config.path} holds the worker's secret and is open to other users "
+                f"(mode {mode & 0o777:o}); chmod 600 it"
+            )
+    return warnings
 
 
 def config_from_command_line(argv=None, environ=None):

@@ -11,7 +11,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 
 from . import executor, protocol
 from .client import (
@@ -23,7 +22,7 @@ from .client import (
     response_json,
     utc_now_iso,
 )
-from .config import config_from_command_line, worker_version
+from .config import config_from_command_line, security_warnings, worker_version
 from .logbuffer import append_within
 from .run import (
     LOG_UPDATE_INTERVAL_SECONDS,
@@ -45,6 +44,35 @@ def configure_logging(level_name):
     )
 
 
+class Heartbeat(threading.Thread):
+    """Pings every ping_interval on its own thread: a worker that is still
+    settling an earlier start's runs, or cannot report one run, stays known
+    as alive and keeps its other runs."""
+
+    def __init__(self, worker_daemon):
+        super().__init__(name="heartbeat", daemon=True)
+        self.worker_daemon = worker_daemon
+        self._stop_requested = threading.Event()
+
+    def run(self):
+        daemon = self.worker_daemon
+        failures = 0
+        while not self._stop_requested.is_set():
+            _ok, transient = daemon._step(daemon.ping)
+            if transient:
+                delay = min(daemon.config.ping_interval, backoff_delay(failures))
+                failures += 1
+            else:
+                delay = daemon.config.ping_interval
+                failures = 0
+            if self._stop_requested.wait(delay):
+                return
+
+    def stop(self):
+        self._stop_requested.set()
+        self.join()
+
+
 class WorkerDaemon:
     """The worker's main loop.
 
@@ -61,7 +89,9 @@ class WorkerDaemon:
         kill_grace_seconds=executor.KILL_GRACE_SECONDS,
     ):
         self.config = config
-        self.client = client or ApiClient(config.api_base_url, config.api_key, config.secret)
+        self.client = client or ApiClient(
+            config.api_base_url, config.api_key, config.secret, ca_bundle=config.ca_bundle
+        )
         self.log_update_interval = log_update_interval
         self.kill_grace_seconds = kill_grace_seconds
         self.version = worker_version()
@@ -128,22 +158,22 @@ class WorkerDaemon:
             self.worker.get("title") or self.config.api_key,
             self.worker["resource_uri"], self.version, self.config.concurrent_jobs,
         )
+        # The heartbeat runs on its own: settling an earlier start's runs may
+        # retry for long, and the worker must stay known as alive meanwhile.
+        heartbeat = Heartbeat(self)
+        heartbeat.start()
         try:
-            self.ping(retry=True)
-        except RetryAborted:
-            return 0
-        except ApiError as error:
-            log.error("ping refused: %s", error)
-        try:
-            self.recover()
-        except RetryAborted:
-            return 0
-        except ApiError as error:
-            log.error("settling runs left by an earlier start failed: %s", error)
-        return self._loop()
+            try:
+                self.recover()
+            except RetryAborted:
+                return 0
+            except ApiError as error:
+                log.error("settling runs left by an earlier start failed: %s", error)
+            return self._loop()
+        finally:
+            heartbeat.stop()
 
     def _loop(self):
-        next_ping = time.monotonic() + self.config.ping_interval
         failures = 0
         while True:
             self._wake.clear()
@@ -153,13 +183,7 @@ class WorkerDaemon:
             if self.stop_event.is_set() and self.active_run_count == 0:
                 log.info("stopped")
                 return 0
-            transient = False
-            if time.monotonic() >= next_ping:
-                ok, is_transient = self._step(self.ping)
-                transient |= is_transient
-                if ok or not is_transient:
-                    next_ping = time.monotonic() + self.config.ping_interval
-            transient |= self._step(self.process_kill_requests)[1]
+            transient = self._step(self.process_kill_requests)[1]
             if not self.stop_event.is_set():
                 transient |= self._step(self.claim_runs)[1]
             if transient:
@@ -210,8 +234,9 @@ class WorkerDaemon:
             abort=self.stop_event,
         )
         body = response_json(response, "PATCH", self.worker["resource_uri"], protocol.UPDATED)
-        if isinstance(body, dict) and body.get("resource_uri"):
-            self.worker = body
+        if isinstance(body, dict):
+            # The worker's URI stays the one it started with.
+            self.worker = {**body, "resource_uri": self.worker["resource_uri"]}
 
     def recover(self):
         """Settle what an earlier process of this worker left behind."""
@@ -246,10 +271,19 @@ class WorkerDaemon:
         if free <= 0:
             return
         page = self.client.get_json(protocol.RUNS, protocol.enqueueable_runs(free), retry=False)
-        for run in (page.get("objects") or [])[:free]:
+        objects = page.get("objects") if isinstance(page, dict) else None
+        for run in (objects if isinstance(objects, list) else [])[:free]:
             if self.stop_event.is_set():
                 return
-            claimed = self.claim(run)
+            if not isinstance(run, dict) or not isinstance(run.get("resource_uri"), str):
+                log.warning("skipping an enqueueable entry without resource_uri: %r", run)
+                continue
+            try:
+                claimed = self.claim(run)
+            except ApiError as error:
+                # One bad entry (a URL elsewhere, say) spoils no other claim.
+                log.warning("not claiming %r: %s", run.get("resource_uri"), error)
+                continue
             if claimed is not None:
                 self._start(claimed)
 
@@ -270,7 +304,8 @@ class WorkerDaemon:
         if response.status_code in protocol.CLAIMED:
             log.info("claimed run %s", run_uri)
             body = response_json(response, "PATCH", run_uri)
-            return body if isinstance(body, dict) and body.get("resource_uri") else run
+            # The run stays the one claimed, whatever URI the answer names.
+            return {**run, **(body if isinstance(body, dict) else {}), "resource_uri": run_uri}
         if response.status_code == protocol.CONFLICT:
             if answer_lost:
                 current = self.client.get_json(run_uri, abort=self.stop_event)
@@ -337,6 +372,8 @@ class WorkerDaemon:
 def main(argv=None):
     config = config_from_command_line(argv)
     configure_logging(config.log_level)
+    for warning in security_warnings(config):
+        log.warning("%s", warning)
     daemon = WorkerDaemon(config)
     daemon.install_signal_handlers()
     return daemon.run()

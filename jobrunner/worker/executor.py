@@ -4,8 +4,10 @@ import dataclasses
 import errno
 import logging
 import os
+import re
 import selectors
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -74,12 +76,55 @@ def check_shebang(script_content):
         )
 
 
+# What a job script inherits from the worker's environment; everything else
+# (the ini's path, proxies with passwords, the worker's own settings) stays.
+INHERITED_ENVIRONMENT = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "SHELL",
+                         "TMPDIR")
+SAFE_PREFIX = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def script_environment(run_id, job_title, server_url, base=None):
+    """The clean environment of a job script (documented in docs/worker.md)."""
+    base = os.environ if base is None else base
+    env = {name: base[name] for name in INHERITED_ENVIRONMENT if name in base}
+    env.update({name: value for name, value in base.items() if name.startswith("LC_")})
+    env.setdefault("PATH", os.defpath)
+    env["JOBRUNNER_RUN_ID"] = str(int(run_id))
+    env["JOBRUNNER_JOB_TITLE"] = str(job_title or "").replace("\x00", "")
+    env["JOBRUNNER_SERVER_URL"] = server_url
+    return env
+
+
+def private_folder(temp_dir):
+    """A folder for script files inside ``temp_dir`` that only this user
+    can enter: another user on the machine reads no script and swaps none."""
+    path = os.path.join(temp_dir, f"jobrunner-worker-{os.getuid()}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise ScriptError(
+            f"cannot create the script file in {temp_dir}: {error.strerror or error}"
+        ) from None
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ScriptError(f"{path} is not a folder of this user; refusing to put scripts there")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
 def write_script(script_content, temp_dir, prefix="jobrunner-run-"):
-    """Write an executable script file in ``temp_dir``; return its path."""
+    """Write an executable script file, readable by this user only, in a
+    private folder inside ``temp_dir``; return its path."""
+    # Only plain characters in the name, whatever the caller made it of.
+    prefix = SAFE_PREFIX.sub("_", prefix)[:64]
     # Scripts typed in a browser arrive with CRLF line ends, and a "\r" after
     # the interpreter in the shebang line would make it unfindable.
     script_content = script_content.replace("\r\n", "\n")
     check_shebang(script_content)
+    temp_dir = private_folder(temp_dir)
     try:
         fd, path = tempfile.mkstemp(prefix=prefix, dir=temp_dir)
     except OSError as error:
@@ -105,12 +150,13 @@ def remove_script(path):
         pass
 
 
-def start_script(path):
+def start_script(path, env=None):
     """Start the script in a session (and process group) of its own."""
     for attempt in range(TEXT_FILE_BUSY_ATTEMPTS):
         try:
             return subprocess.Popen(
                 [path],
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -191,6 +237,7 @@ def run_script(
     kill_grace_seconds=KILL_GRACE_SECONDS,
     drain_seconds=OUTPUT_DRAIN_SECONDS,
     script_prefix="jobrunner-run-",
+    env=None,
 ):
     """Run a job script to its end and return a ScriptResult.
 
@@ -207,7 +254,7 @@ def run_script(
         return ScriptResult(error=str(error))
     try:
         try:
-            process = start_script(path)
+            process = start_script(path, env)
         except ScriptError as error:
             return ScriptResult(error=str(error))
         result = ScriptResult(pid=process.pid)

@@ -155,7 +155,7 @@ class RunHandler(threading.Thread):
     """
 
     def __init__(self, worker_daemon, run):
-        super().__init__(name=f"run-{run['id']}", daemon=True)
+        super().__init__(name=f"run-{run.get('id')}", daemon=True)
         self.worker_daemon = worker_daemon
         self.client = worker_daemon.client
         self.config = worker_daemon.config
@@ -163,6 +163,7 @@ class RunHandler(threading.Thread):
         self.run_uri = run["resource_uri"]
         self.kill_event = threading.Event()
         self.pid = None
+        self.started = False
         self._kill_requests = []
         self._closed = False
         self._lock = threading.Lock()
@@ -189,6 +190,9 @@ class RunHandler(threading.Thread):
             log.warning("run %s abandoned: %s", self.run_uri, error)
         except Exception:
             log.exception("run %s: unexpected error; the run is given up", self.run_uri)
+            if not self.started:
+                # Never leave a claim held for a run that will not run here.
+                self._release()
         finally:
             self._close_kill_requests()
             self.worker_daemon.run_finished(self)
@@ -206,18 +210,28 @@ class RunHandler(threading.Thread):
                   "killing the script and " if pid is not None else "")
         return False
 
+    def _release(self):
+        try:
+            release_run(self.client, self.run_uri, abort=self.worker_daemon.force_event)
+        except (RetryAborted, ApiError):
+            pass
+
     def _execute(self):
         force = self.worker_daemon.force_event
+        run_id = self.run_obj.get("id")
         try:
+            # Only an integer id goes into the script's file name.
+            if isinstance(run_id, bool) or not isinstance(run_id, int):
+                raise ApiError("GET", self.run_uri, 200, f"the run's id {run_id!r} is no integer")
             job = self.client.get_json(self.run_obj["job"], abort=force)
-        except ApiError as error:
-            log.error("run %s: cannot read its job, giving up: %s", self.run_uri, error)
-            try:
-                release_run(self.client, self.run_uri, abort=force)
-            except RetryAborted:
-                pass
+            if not isinstance(job, dict) or not isinstance(job.get("script_content"), str):
+                raise ApiError("GET", str(self.run_obj["job"]), 200, "the job has no script_content")
+        except (ApiError, KeyError, TypeError) as error:
+            log.error("run %s: cannot handle it here, giving it back: %s", self.run_uri, error)
+            self._release()
             return
-        script_content = job.get("script_content") or ""
+        script_content = job["script_content"]
+        env = executor.script_environment(run_id, job.get("title"), self.config.api_base_url)
         timeout = job.get("timeout")
         timed_out = threading.Event()
         timers = []
@@ -235,6 +249,7 @@ class RunHandler(threading.Thread):
 
         def on_started(pid):
             self.pid = pid
+            self.started = True
             if not self._report_start(start_dts, pid):
                 return False
             log.info("run %s started as pid %s", self.run_uri, pid)
@@ -255,7 +270,8 @@ class RunHandler(threading.Thread):
                 kill_event=self.kill_event,
                 kill_grace_seconds=(executor.TIMEOUT_KILL_GRACE_SECONDS if timeout
                                     else self.worker_daemon.kill_grace_seconds),
-                script_prefix=f"jobrunner-run-{self.run_obj['id']}-",
+                script_prefix=f"jobrunner-run-{run_id}-",
+                env=env,
             )
         finally:
             for timer in timers:

@@ -140,11 +140,14 @@ def test_worker_patches_itself(world, as_worker, dbsession):
         "ping_response_dts": "2030-01-01T00:00:00+00:00", "worker_version": "1.2.3",
         "concurrent_jobs": 8, "api_key": world.worker.api_key,
     }).json
-    assert body == {**read, "ping_response_dts": "2030-01-01T00:00:00+00:00", "worker_version": "1.2.3",
+    # The ping is stored as the server's time of the request, not the 2030 sent.
+    assert body == {**read, "ping_response_dts": body["ping_response_dts"], "worker_version": "1.2.3",
                     "concurrent_jobs": 8}
+    assert body["ping_response_dts"] < "2030"
     dbsession.expire_all()
     worker = dbsession.get(Worker, world.worker.id)
     assert (worker.worker_version, worker.concurrent_jobs) == ("1.2.3", 8)
+    assert worker.ping_response_dts.isoformat() == body["ping_response_dts"]
 
 
 def test_kill_request_and_run_log_writes(admin, world, factory, as_worker, dbsession):
@@ -260,10 +263,20 @@ def test_method_override_patch_on_post_is_a_signed_patch(world, testapp, dbsessi
     assert dbsession.get(Worker, world.worker.id).worker_version == "9.9"
 
 
-def test_method_override_signed_as_post_is_401(world, testapp, dbsession):
+def test_method_override_signed_as_post_is_accepted(world, testapp, dbsession):
+    # Tastypie clients sign the method on the wire, POST.
     path = uri("worker", world.worker)
     res = signed_request(testapp, world.worker, "POST", path, b'{"worker_version": "6.6"}',
                          sign_method="POST", headers={"X-HTTP-Method-Override": "PATCH"})
+    assert res.status_int == 202, res.text
+    dbsession.expire_all()
+    assert dbsession.get(Worker, world.worker.id).worker_version == "6.6"
+
+
+def test_method_override_signed_over_another_method_is_401(world, testapp, dbsession):
+    path = uri("worker", world.worker)
+    res = signed_request(testapp, world.worker, "POST", path, b'{"worker_version": "6.6"}',
+                         sign_method="PUT", headers={"X-HTTP-Method-Override": "PATCH"})
     assert_error(res, 401)
     dbsession.expire_all()
     assert dbsession.get(Worker, world.worker.id).worker_version != "6.6"

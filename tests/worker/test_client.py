@@ -6,6 +6,8 @@ import threading
 
 import pytest
 
+from jobrunner.signing import parse_header
+
 from jobrunner.worker.client import (
     ApiClient,
     RetryAborted,
@@ -43,7 +45,7 @@ def test_authorization_header_format():
 
 
 def test_prepared_request_is_signed_over_what_is_sent():
-    client = ApiClient("http://127.0.0.1:6543/", "worker1", "verysecret")
+    client = ApiClient("http://127.0.0.1:6543/", "worker1", "verysecret", signature_version=1)
     prepared = client.prepare(
         "patch",
         "/api/v1/run/7/",
@@ -61,7 +63,7 @@ def test_prepared_request_is_signed_over_what_is_sent():
 
 
 def test_query_string_is_signed_as_sent():
-    client = ApiClient("http://127.0.0.1:6543", "worker 1", "s")
+    client = ApiClient("http://127.0.0.1:6543", "worker 1", "s", signature_version=1)
     prepared = client.prepare(
         "GET", "/api/v1/run/", {"state": "in_queue", "worker__api_key": "worker 1/x"}
     )
@@ -105,12 +107,12 @@ class RecordingHandler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         server = self.server
-        expected = "ApiKey worker1:" + expected_hmac(
-            b"verysecret", self.command.encode() + self.path.encode() + body
+        signed = parse_header(self.headers.get("Authorization"))
+        valid = (
+            signed is not None and signed.version == 2 and signed.api_key == "worker1"
+            and signed.fresh() and signed.verify("verysecret", {self.command}, self.path, body)
         )
-        server.requests.append(
-            (self.command, self.path, body, self.headers.get("Authorization") == expected)
-        )
+        server.requests.append((self.command, self.path, body, valid))
         status = server.statuses.pop(0) if server.statuses else 200
         payload = json.dumps({"objects": [], "meta": {"next": None}}).encode()
         self.send_response(status)
