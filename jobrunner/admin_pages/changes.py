@@ -166,7 +166,8 @@ def _save_job(request, resource, obj, values):
         return writes.create_job(request, None, values, template_permission=Permission.MANAGE)
     first_run_at = values.pop("first_run_at", None)
     writes.apply_job_values(request, obj, values, template_permission=Permission.MANAGE)
-    writes.first_run(request, obj, first_run_at)
+    # A new "first run at" typed into the form moves the waiting run.
+    writes.first_run(request, obj, first_run_at, move_waiting=True)
     return obj
 
 

@@ -55,4 +55,3 @@ def includeme(config):
     config.scan(".schedule_preview")
     config.scan(".overview")
     config.include(".dashboard_data")
-    config.scan(".preview")

@@ -15,6 +15,8 @@ from .fields import ExcludeList
 from .traversal import Collection
 
 DEFAULT_COUNT = 5
+PARAMETERS = ("reschedule_interval", "reschedule_interval_type", "cron_expression", "timezone",
+              "reschedule_excludes", "after", "count")
 
 
 @view_config(context=Collection, name="schedule_preview", renderer="json", request_method=("GET", "HEAD"))
@@ -33,7 +35,8 @@ def schedule_preview(context, request):
 
 def read_preview_query(params, zone):
     """(Schedule, after, count) from the query string; a 400 naming every bad field."""
-    errors = {}
+    # A misspelt field would silently preview another schedule.
+    errors = {name: f"{name} is not a schedule field" for name in params if name not in PARAMETERS}
 
     def read(name, convert):
         text = params.get(name)

@@ -80,10 +80,11 @@ def create_job(request, collection, values, template_permission=Permission.EDIT)
     return job
 
 
-def first_run(request, job, first_run_at):
+def first_run(request, job, first_run_at, move_waiting=False):
+    """The job's first scheduled run, by the one rule of next_run."""
     request.dbsession.flush()
     ensure_first_run(request.dbsession, job, request.registry.jobrunner_settings.tz,
-                     first_run_at=first_run_at)
+                     first_run_at=first_run_at, move_waiting=move_waiting)
 
 
 def update_job(request, item, values):

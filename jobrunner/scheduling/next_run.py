@@ -29,16 +29,17 @@ from .runs import create_run
 OVERLAPPING_POLICIES = ("allow", "replace")
 
 
-def ensure_first_run(dbsession, job, default_timezone, first_run_at=None, now=None):
-    """Gives a job that has a schedule and no pending run its first run;
-    with ``first_run_at``, any job gets (or has moved) its next run there.
+def ensure_first_run(dbsession, job, default_timezone, first_run_at=None, now=None,
+                     move_waiting=False):
+    """Gives a job that has a schedule and no pending run its first run.
+    With ``move_waiting`` (a person saving the admin form with a "first run
+    at"), the job's waiting recurring run moves to ``first_run_at`` instead;
+    a set-up file loaded again never moves it, so loading stays idempotent.
 
     Returns the run made, or None. Raises InvalidFields when no time
     escapes the job's excludes."""
     schedule = Schedule.of_job(job)
-    if first_run_at is not None:
-        # A time given by a person moves the job's waiting recurring run
-        # there (an admin form saved again with a new "first run at").
+    if first_run_at is not None and move_waiting:
         waiting = dbsession.scalar(
             select(Run).where(Run.job_id == job.id, Run.is_manual.is_(False),
                               Run.enqueue_dts.is_(None), Run.return_dts.is_(None))
@@ -47,7 +48,7 @@ def ensure_first_run(dbsession, job, default_timezone, first_run_at=None, now=No
         if waiting is not None:
             waiting.schedule_dts = first_run_at
             return waiting
-    if not schedule.is_recurring and first_run_at is None:
+    if not schedule.is_recurring:
         return None
     now = now or utcnow()
     if has_pending_run(dbsession, job.id):
