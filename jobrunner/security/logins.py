@@ -23,6 +23,8 @@ class TooManyFailures(Exception):
 
 
 def _key(username, client_addr):
+    # PostgreSQL refuses NUL in text; no real username holds one anyway.
+    username = username.replace("\x00", "")
     return username[:MAX_USERNAME_LENGTH], (client_addr or "unknown")[:MAX_ADDRESS_LENGTH]
 
 
