@@ -96,6 +96,9 @@ def text(max_length=None, required=False):
             raise ValueError(f"must be a string, not {describe(value)} (quote it)")
         if required and not value.strip():
             raise ValueError("must not be empty")
+        if required and ("\r" in value or "\n" in value or "\x00" in value):
+            # Names and titles go into mail subjects and log lines, as in the API.
+            raise ValueError("must be one line, without NUL characters")
         if max_length is not None and len(value) > max_length:
             raise ValueError(f"must be at most {max_length} characters long")
         return value
