@@ -20,6 +20,7 @@ def main(global_config, **settings):
         config.include(".api")
         config.include(".scheduling")
         config.include(".dashboard")
-        config.include(".admin_pages")
+        # /admin/audit and /admin/webhooks before the admin pages' /admin/*traverse.
         config.include(".observability")
+        config.include(".admin_pages")
     return config.make_wsgi_app()

@@ -15,6 +15,7 @@ import colander
 from ..api.body import validate
 from ..api.fields import (
     AddressList,
+    URLList,
     Boolean,
     Choice,
     DateTime,
@@ -49,7 +50,7 @@ def widget_of(node):
         return "checkboxes"
     if isinstance(typ, DateTime):
         return "datetime"
-    if isinstance(typ, AddressList):
+    if isinstance(typ, (AddressList, URLList)):
         return "lines"
     if isinstance(typ, ExcludeList):
         return "excludes"
@@ -99,7 +100,7 @@ def stored_value(node, obj, tz):
     if obj is None or node.kind in ("password", "first_run_at"):
         if widget == "checkbox":
             return bool(node.default_value)
-        if widget == "number" and node.default_value is not None:
+        if widget in ("number", "select") and node.default_value is not None:
             return str(node.default_value)
         return [] if widget in ("checkboxes", "excludes") else ""
     value = current_value(node, obj)
@@ -143,6 +144,10 @@ def json_value(node, value):
     if widget == "excludes":
         return [{"start_time": row["start_time"], "end_time": row["end_time"],
                  "note": row["note"]} for row in value]
+    if widget in ("text", "textarea") and not value.strip() and getattr(node, "nullable", False):
+        # An empty box of a field that may be null (a cron expression, a
+        # time zone) means none.
+        return None
     return value
 
 
@@ -161,14 +166,24 @@ class Form:
 
     def read(self, post):
         self.values = {node.name: posted_value(node, post) for node in self.nodes}
+        # A field the form did not send at all (a form older than a field,
+        # a script posting some fields) is left out, as in a PATCH: its
+        # default on a new object, unchanged on an edit. An unchecked box
+        # sends nothing and means false.
+        sent = {key.split(".", 1)[0] for key in post.keys()}
+        self.left_out = {node.name for node in self.nodes
+                         if node.name not in sent and widget_of(node) not in ("checkbox", "checkboxes")}
 
     def validated(self, tz=None):
         """The posted values, deserialized and checked by the API's types;
         raises APIError (400) naming each bad field."""
-        data = {node.name: json_value(node, self.values[node.name]) for node in self.nodes}
+        left_out = getattr(self, "left_out", set())
+        data = {node.name: json_value(node, self.values[node.name]) for node in self.nodes
+                if node.name not in left_out}
         if self.obj is not None:
             data = {name: value for name, value in data.items() if name != "password" or value}
-        schema = colander.SchemaNode(colander.Mapping(), *[n.clone() for n in self.nodes])
+        schema = colander.SchemaNode(colander.Mapping(), *[n.clone() for n in self.nodes
+                                                            if n.name not in left_out])
         resource = SimpleNamespace(name="", schema=schema)
         return validate(resource, data, tz or self.tz)
 
