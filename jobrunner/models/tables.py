@@ -1,4 +1,4 @@
-"""The data model of SPEC section 2."""
+"""The data model: every table, its columns and indexes."""
 from __future__ import annotations
 
 import enum

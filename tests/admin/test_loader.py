@@ -1,4 +1,4 @@
-"""The declarative set-up (SPEC section 9) against the real database."""
+"""The declarative set-up against the real database."""
 import copy
 from datetime import datetime, time, timedelta, timezone
 
@@ -20,7 +20,7 @@ from jobrunner.models import (
 )
 from jobrunner.security.passwords import check_password
 
-SPEC_EXAMPLE = """
+SETUP_EXAMPLE = """
 groups: [Group 1, Group 2]
 users:
   - {username: admin, password: admin, email: admin@example.com, groups: [Group 1], is_admin: false}
@@ -59,8 +59,8 @@ MODELS = (Group, User, Worker, WorkerPool, Project, JobTemplate, Job, Reschedule
 
 @pytest.fixture
 def example():
-    """The SPEC example without the password: hashing is slow by design."""
-    data = parse_yaml(SPEC_EXAMPLE)
+    """The set-up example without the password: hashing is slow by design."""
+    data = parse_yaml(SETUP_EXAMPLE)
     del data["users"][0]["password"]
     return data
 
@@ -88,7 +88,7 @@ def job_named(dbsession, title):
 
 
 def test_spec_example_creates_everything(dbsession):
-    changes = load(dbsession, parse_yaml(SPEC_EXAMPLE))
+    changes = load(dbsession, parse_yaml(SETUP_EXAMPLE))
     assert len(changes) == 9  # 2 groups, user, worker, pool, project, template, job + its run
 
     user = dbsession.scalar(select(User).where(User.username == "admin"))
@@ -388,7 +388,7 @@ def test_entry_may_update_a_few_fields_only(dbsession, example):
 
 
 def test_unquoted_times_and_timestamps_in_yaml(dbsession, example):
-    text = SPEC_EXAMPLE.replace('"22:00"', "22:00").replace('"23:59"', "23:59")
+    text = SETUP_EXAMPLE.replace('"22:00"', "22:00").replace('"23:59"', "23:59")
     load(dbsession, parse_yaml(text))
     exclude = job_named(dbsession, "Test job 1").reschedule_excludes[0]
     assert (exclude.start_time, exclude.end_time) == (time(22, 0), time(23, 59))

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from jobrunner.loader import LoadError, dump, load, parse_yaml
 from jobrunner.models import Job, Run
 
-from .test_loader import SPEC_EXAMPLE, snapshot
+from .test_loader import SETUP_EXAMPLE, snapshot
 
 SCHEDULE_KEYS = {
     "cron_expression": "30 2 * * *",
@@ -25,7 +25,7 @@ SCHEDULE_KEYS = {
 
 @pytest.fixture
 def example():
-    data = parse_yaml(SPEC_EXAMPLE)
+    data = parse_yaml(SETUP_EXAMPLE)
     del data["users"][0]["password"]
     return data
 

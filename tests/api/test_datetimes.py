@@ -1,4 +1,4 @@
-"""Datetimes on the API: ISO 8601 out, several spellings in (SPEC section 3).
+"""Datetimes on the API: ISO 8601 out, several spellings in.
 
 The test settings put jobrunner.timezone at Europe/Amsterdam (UTC+1 in
 winter, UTC+2 in summer).

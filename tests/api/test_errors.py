@@ -1,4 +1,4 @@
-"""Bad input on writes: a clear 4xx JSON error that changes nothing (SPEC section 3)."""
+"""Bad input on writes: a clear 4xx JSON error that changes nothing."""
 import json
 
 import pytest

@@ -1,9 +1,9 @@
-"""GET /api/v1/ and every resource's schema/ (SPEC section 3)."""
+"""GET /api/v1/ and every resource's schema/."""
 import pytest
 
 from tests.api.conftest import assert_error
 
-# resource -> (list methods, detail methods, fields of SPEC section 3, read-only fields)
+# resource -> (list methods, detail methods, fields of the contract, read-only fields)
 RESOURCES = {
     "group": (["get"], ["get"], {"name"}, set()),
     "project": (
@@ -55,8 +55,8 @@ RESOURCES = {
     ),
 }
 
-# The filters SPEC section 3 names for each resource.
-SPEC_FILTERS = {
+# The filters each resource must offer.
+REQUIRED_FILTERS = {
     "group": {"name"},
     "project": {"id", "title", "project_id"},
     "worker_pool": {"title", "project_id"},
@@ -108,7 +108,7 @@ def test_schema_describes_the_resource(admin, name):
         assert description["readonly"] is (field_name in readonly | {"id", "resource_uri"}), field_name
     assert fields["id"]["type"] == "integer"
     assert fields["id"]["unique"] is True
-    assert SPEC_FILTERS[name] <= set(schema["filtering"])
+    assert REQUIRED_FILTERS[name] <= set(schema["filtering"])
     assert "id" in schema["ordering"]
 
 

@@ -1,4 +1,4 @@
-"""List meta, paging, ordering and the shape of objects (SPEC section 3)."""
+"""List meta, paging, ordering and the shape of objects."""
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 

@@ -1,4 +1,4 @@
-"""POST, PUT and PATCH that succeed; 405 and X-HTTP-Method-Override (SPEC section 3)."""
+"""POST, PUT and PATCH that succeed; 405 and X-HTTP-Method-Override."""
 from datetime import timedelta
 
 import pytest

@@ -1,4 +1,4 @@
-"""Claims racing between connections on PostgreSQL (SPEC section 5, "Claim").
+"""Claims racing between connections on PostgreSQL.
 
 These tests commit for real, so they use the application's own sessions and
 empty the tables afterwards instead of rolling back.

@@ -1,4 +1,4 @@
-"""The run life cycle through the REST API (SPEC section 5)."""
+"""The run life cycle through the REST API."""
 from datetime import time, timedelta
 
 import pytest

@@ -1,4 +1,4 @@
-"""The mails of SPEC section 5 through the API, received by a real SMTP
+"""The failure, reschedule and pool mails through the API, received by a real SMTP
 server: one message per event, every recipient once."""
 from datetime import time
 

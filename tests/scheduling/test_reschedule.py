@@ -1,4 +1,4 @@
-"""Tests of the reschedule calculator (SPEC section 5, "Return", point 3)."""
+"""Tests of the reschedule calculator."""
 
 import calendar
 import enum

@@ -1,4 +1,4 @@
-"""Two schedulers side by side on PostgreSQL (SPEC section 7): no duplicate
+"""Two schedulers side by side on PostgreSQL: no duplicate
 expansion, no double failure, no double mail.
 
 The loops run in threads with an engine each, on really committed rows

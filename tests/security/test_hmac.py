@@ -1,4 +1,4 @@
-"""Workers' HMAC signatures (SPEC section 4)."""
+"""Workers' HMAC signatures."""
 import hashlib
 import hmac
 

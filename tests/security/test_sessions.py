@@ -1,4 +1,4 @@
-"""Dashboard sessions: login, logout, CSRF (SPEC section 4)."""
+"""Dashboard sessions: login, logout, CSRF."""
 import json
 
 from jobrunner.models import Job

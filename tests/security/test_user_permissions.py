@@ -1,4 +1,4 @@
-"""What dashboard users may see and do (SPEC section 4)."""
+"""What dashboard users may see and do."""
 import pytest
 
 from jobrunner.models import Job, KillRequest, Run, Worker

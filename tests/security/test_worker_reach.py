@@ -1,5 +1,5 @@
 """What a worker reaches: the projects whose pools contain it, and what hangs
-below them (SPEC section 4)."""
+below them."""
 
 from jobrunner.models import Job, KillRequest, Run, RunLog, Worker
 from tests.api.conftest import assert_error
