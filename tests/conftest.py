@@ -240,7 +240,7 @@ class WorkerClient:
         if body:
             all_headers.setdefault("Content-Type", "application/json")
         return self.testapp.request(
-            path, method=method, body=body, headers=all_headers, status=status, expect_errors=True
+            path, method=method, body=body, headers=all_headers, status=status, expect_errors=status is None
         )
 
     def get(self, path, status=200):
@@ -273,13 +273,13 @@ class UserClient:
         self.csrf_token = csrf_token_of(testapp.get("/login"))
 
     def get(self, path, status=200):
-        return self.testapp.get(path, status=status, expect_errors=True)
+        return self.testapp.get(path, status=status, expect_errors=status is None)
 
     def _send(self, method, path, data, status, csrf=True):
         headers = {"X-CSRF-Token": self.csrf_token} if csrf else {}
         return self.testapp.request(
             path, method=method, body=json.dumps(data).encode(), headers=headers,
-            content_type="application/json", status=status, expect_errors=True,
+            content_type="application/json", status=status, expect_errors=status is None,
         )
 
     def post(self, path, data, status=201, csrf=True):

@@ -33,7 +33,7 @@ class SessionClient(UserClient):
             all_headers["Content-Type"] = "application/json"
         all_headers.update(headers or {})
         return self.testapp.request(path, method=method, body=body, headers=all_headers,
-                                    status=status, expect_errors=True)
+                                    status=status, expect_errors=status is None)
 
     def _send(self, method, path, data, status, csrf=True):
         return self.request(method, path, data, status=status, csrf=csrf)

@@ -105,6 +105,7 @@ def test_claim_sets_enqueue_and_worker_once(world, factory, as_worker, dbsession
     run = factory.run(world.job)
     other = factory.worker()
     world.pool.workers.append(other)
+    dbsession.flush()  # the server sees the other worker in the pool
     res = claim(as_worker(world.worker), run, worker=uri("worker", world.worker))
     assert res.json["worker"] == uri("worker", world.worker)
     assert res.json["enqueue_dts"] is not None
