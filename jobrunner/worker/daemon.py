@@ -239,18 +239,37 @@ class WorkerDaemon:
             self.worker = {**body, "resource_uri": self.worker["resource_uri"]}
 
     def recover(self):
-        """Settle what an earlier process of this worker left behind."""
+        """Settle what an earlier process of this worker left behind.
+
+        The runs are listed first, before this process claims anything (so
+        none of its own claims is taken for a leftover); settling them goes
+        on in a thread of its own, so a run whose report the server keeps
+        refusing holds up neither the heartbeat nor new runs."""
         key = self.config.api_key
         abort = self.stop_event
-        for run in self.client.list_all(
-            protocol.RUNS, protocol.own_runs("in_queue", key), abort=abort
-        ):
-            if release_run(self.client, run["resource_uri"], abort=abort):
-                log.info("run %s was in queue here; put back", run["resource_uri"])
-        for run in self.client.list_all(
-            protocol.RUNS, protocol.own_runs("started", key), abort=abort
-        ):
-            self._return_interrupted_run(run)
+        in_queue = list(self.client.list_all(
+            protocol.RUNS, protocol.own_runs("in_queue", key), abort=abort))
+        started = list(self.client.list_all(
+            protocol.RUNS, protocol.own_runs("started", key), abort=abort))
+        if not (in_queue or started):
+            return None
+        thread = threading.Thread(target=self._settle_leftovers, args=(in_queue, started),
+                                  name="recovery", daemon=True)
+        thread.start()
+        return thread
+
+    def _settle_leftovers(self, in_queue, started):
+        abort = self.stop_event
+        try:
+            for run in in_queue:
+                if release_run(self.client, run["resource_uri"], abort=abort):
+                    log.info("run %s was in queue here; put back", run["resource_uri"])
+            for run in started:
+                self._return_interrupted_run(run)
+        except RetryAborted:
+            pass
+        except (ApiError, KeyError, TypeError) as error:
+            log.error("settling runs left by an earlier start failed: %s", error)
 
     def _return_interrupted_run(self, run):
         abort = self.stop_event

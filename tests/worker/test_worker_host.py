@@ -79,9 +79,10 @@ def test_ca_bundle_and_no_way_to_switch_verification_off(tmp_path):
             load_config(write_ini(tmp_path, option + "\n"))
 
 
-def test_the_heartbeat_goes_on_while_settling_an_earlier_start_fails(tmp_path):
+def test_the_heartbeat_and_new_runs_go_on_while_settling_an_earlier_start_fails(tmp_path):
     # The server refuses to settle the left-over run (500 for ever); the
-    # worker keeps retrying it, and keeps pinging meanwhile.
+    # worker keeps retrying it, and keeps pinging and asking for new runs
+    # meanwhile.
     def answer(method, path, body):
         if method == "GET" and path.startswith("/api/v1/worker/"):
             return 200, {"meta": {"next": None}, "objects": [
@@ -106,9 +107,16 @@ def test_the_heartbeat_goes_on_while_settling_an_earlier_start_fails(tmp_path):
             with server.lock:
                 return sum(1 for m, p, b in server.requests if m == method and p == path)
 
+        def polls():
+            with server.lock:
+                return sum(1 for m, p, b in server.requests if m == "GET" and "state=enqueueable" in p)
+
         wait_for(lambda: count("PATCH", "/api/v1/run/5/") >= 3, timeout=20)
         pings = count("PATCH", "/api/v1/worker/1/")
         wait_for(lambda: count("PATCH", "/api/v1/worker/1/") >= pings + 3, timeout=20)
+        asked = polls()
+        wait_for(lambda: polls() >= asked + 3, timeout=20)
+        assert count("PATCH", "/api/v1/run/5/") >= 4  # still retrying the left-over run
     finally:
         daemon.request_force_stop()
         thread.join(timeout=20)
