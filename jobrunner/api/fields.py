@@ -162,32 +162,31 @@ class IntervalTypeChoice(Choice):
         return interval_type.value
 
 
-class AddressList(NullableType):
+class LineList(NullableType):
+    """A JSON list, or one item per line, each checked by `parse`."""
+
+    name = "list"
+    parse = None
+
+    def convert(self, node, value):
+        if isinstance(value, str):
+            value = value.splitlines()
+        try:
+            return type(self).parse(value)
+        except ValueError as exc:
+            raise ValueError(str(exc).capitalize() + ".")
+
+
+class AddressList(LineList):
     """E-mail addresses: a JSON list, or one address per line."""
 
-    name = "list"
-
-    def convert(self, node, value):
-        if isinstance(value, str):
-            value = value.splitlines()
-        try:
-            return parse_addresses(value)
-        except ValueError as exc:
-            raise ValueError(str(exc).capitalize() + ".")
+    parse = staticmethod(parse_addresses)
 
 
-class URLList(NullableType):
+class URLList(LineList):
     """Webhook URLs (http or https): a JSON list, or one URL per line."""
 
-    name = "list"
-
-    def convert(self, node, value):
-        if isinstance(value, str):
-            value = value.splitlines()
-        try:
-            return parse_webhook_urls(value)
-        except ValueError as exc:
-            raise ValueError(str(exc).capitalize() + ".")
+    parse = staticmethod(parse_webhook_urls)
 
 
 class JSONValue(NullableType):
