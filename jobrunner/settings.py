@@ -93,6 +93,14 @@ def _byte_count(mapping, name, default):
         raise SettingsError(f"{name} must be a whole number of bytes, got {value!r}") from None
 
 
+def _at_least_one(mapping, name, default):
+    """A whole number of at least 1 (0 would refuse every login)."""
+    count = _count(mapping, name, default)
+    if count < 1:
+        raise SettingsError(f"{name} must be at least 1, got {count}")
+    return count
+
+
 def _retention_days(mapping, name):
     """None (keep everything) or a positive number of days."""
     value = _text(mapping, name)
@@ -198,7 +206,7 @@ class Settings:
             accept_v1_signatures=True if v1 is None or str(v1).strip() == "" else asbool(v1),
             session_idle_timeout=_seconds(mapping, "jobrunner.session.idle_timeout", DEFAULT_SESSION_IDLE_TIMEOUT),
             session_max_age=_seconds(mapping, "jobrunner.session.max_age", DEFAULT_SESSION_MAX_AGE),
-            login_max_concurrent_hashes=_byte_count(
+            login_max_concurrent_hashes=_at_least_one(
                 mapping, "jobrunner.login.max_concurrent_hashes", DEFAULT_LOGIN_MAX_CONCURRENT_HASHES
             ),
             ini=MappingProxyType(dict(mapping)),

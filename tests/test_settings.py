@@ -164,3 +164,12 @@ def test_a_scheduler_with_a_bad_setting_exits_with_a_message(tmp_path):
     )
     assert result.returncode == 2
     assert "jobrunner.scheduler.interval" in result.stderr
+
+
+def test_concurrent_hashes_is_a_whole_number_of_at_least_one():
+    from jobrunner.settings import Settings, SettingsError
+
+    assert Settings.from_mapping({"jobrunner.login.max_concurrent_hashes": "3"}).login_max_concurrent_hashes == 3
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SettingsError):
+            Settings.from_mapping({"jobrunner.login.max_concurrent_hashes": bad})
