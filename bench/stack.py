@@ -332,7 +332,9 @@ class Stack:
             ini = self._write_ini(name, {**self.settings, **changed})
         return self.spawn(name, [os.path.join(BIN, "jobrunner-scheduler"), ini])
 
-    def start_worker(self, api_key, secret, name=None, **options):
+    def start_worker(self, api_key, secret, name=None, prefix=(), env=None, **options):
+        """jobrunner-worker with an ini of `options`; `prefix` goes before
+        the command (`faketime -f +10m` for a worker with a skewed clock)."""
         name = name or f"worker-{api_key}"
         ini = os.path.join(self.workdir, f"{name}.ini")
         values = {
@@ -349,7 +351,7 @@ class Stack:
         os.makedirs(values["script_temp_path"], exist_ok=True)
         with open(ini, "w") as f:
             f.write("[jobrunner_worker]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
-        return self.spawn(name, [os.path.join(BIN, "jobrunner-worker"), ini])
+        return self.spawn(name, [*prefix, os.path.join(BIN, "jobrunner-worker"), ini], env=env)
 
     def stop(self, proc, sig=signal.SIGTERM, timeout=30):
         if proc.poll() is None:

@@ -62,10 +62,11 @@ def v1_header(api_key, secret, method, path_qs, body=b""):
 compute_signature = v1_signature
 
 
-def authorization_header(api_key, secret, method, path_qs, body=b"", version=1):
-    """The `Authorization` header value for one request (v2: a fresh nonce)."""
+def authorization_header(api_key, secret, method, path_qs, body=b"", version=1, timestamp=None):
+    """The `Authorization` header value for one request (v2: a fresh nonce,
+    signed at `timestamp`, now by default)."""
     if version == 2:
-        return v2_header(api_key, secret, method, path_qs, body)
+        return v2_header(api_key, secret, method, path_qs, body, timestamp=timestamp)
     return v1_header(api_key, secret, method, path_qs, body)
 
 

@@ -27,7 +27,7 @@ def parse_json_body(request):
     return data
 
 
-def validate(resource_type, data, tz, obj=None):
+def validate(resource_type, data, tz, obj=None, settings=None):
     """The body's fields, deserialized; raises a 400 naming each bad field.
 
     A read-only field is accepted when it carries the value it already has,
@@ -50,7 +50,7 @@ def validate(resource_type, data, tz, obj=None):
             fixed = resource_type.fixed_on_create.get(key, _MISSING)
             if obj is None and type(value) is type(fixed) and value == fixed:
                 continue
-            if obj is None or not _same_as_stored(node, value, obj, tz):
+            if obj is None or not _same_as_stored(node, value, obj, tz, settings):
                 errors[key] = "This field is read-only."
             continue
         writable[key] = value
@@ -71,9 +71,9 @@ def validate(resource_type, data, tz, obj=None):
     return values
 
 
-def _same_as_stored(node, value, obj, tz):
+def _same_as_stored(node, value, obj, tz, settings):
     try:
         parsed = node.clone().bind(tz=tz).deserialize(value)
     except colander.Invalid:
         return False
-    return parsed == current_value(node, obj)
+    return parsed == current_value(node, obj, settings)

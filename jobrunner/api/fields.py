@@ -73,6 +73,15 @@ class Integer(NullableType):
         return _in_range(value)
 
 
+class Number(NullableType):
+    name = "number"
+
+    def convert(self, node, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("Expected a number.")
+        return float(value)
+
+
 class Text(NullableType):
     name = "string"
 

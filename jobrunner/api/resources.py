@@ -42,6 +42,7 @@ from .fields import (
     Integer,
     IntervalTypeChoice,
     JSONValue,
+    Number,
     Text,
     ToMany,
     ToOne,
@@ -157,6 +158,12 @@ class WorkerResource(ResourceType):
             field(DateTime(), "ping_response_dts", nullable=True),
             field(Text(255), "worker_version"),
             field(Integer(), "concurrent_jobs", default=4),
+            field(Number(), "ping_interval", readonly=True, kind="setting",
+                  help_text="Seconds between the pings the server expects "
+                            "(jobrunner.worker.ping_interval); a worker pings at least this often."),
+            field(Number(), "unresponsive_limit", readonly=True, kind="setting",
+                  help_text="Seconds without a ping after which the server calls a worker "
+                            "unresponsive and fails its started runs."),
         ]
 
 

@@ -27,7 +27,9 @@ def _excludes(obj):
     ]
 
 
-def serialize(resource_type, obj):
+def serialize(resource_type, obj, settings=None):
+    """`settings` (jobrunner.settings.Settings) fills the fields that show
+    a server setting; without it they are null."""
     data = {"id": obj.id, "resource_uri": resource_uri(resource_type.name, obj.id)}
     for node in resource_type.schema.children:
         kind = node.kind
@@ -45,14 +47,22 @@ def serialize(resource_type, obj):
             data[node.name] = _addresses(getattr(obj, node.attr))
         elif kind == "excludes":
             data[node.name] = _excludes(obj)
+        elif kind == "setting":
+            data[node.name] = _setting(node, settings)
     return data
 
 
-def current_value(node, obj):
+def _setting(node, settings):
+    return getattr(settings, node.attr) if settings is not None else None
+
+
+def current_value(node, obj, settings=None):
     """The stored value in the form deserialization produces, for comparisons."""
     kind = node.kind
     if kind == "write_only":
         return None
+    if kind == "setting":
+        return _setting(node, settings)
     if kind == "to_many":
         return [o.id for o in getattr(obj, node.attr)]
     if kind == "run_log":

@@ -21,6 +21,10 @@ def timezone_of(request):
     return request.registry.jobrunner_settings.tz
 
 
+def settings_of(request):
+    return request.registry.jobrunner_settings
+
+
 def json_response(request, body, status=200, headers=None):
     response = request.response
     response.status = status
@@ -93,7 +97,7 @@ def item_view(context, request):
     rt = context.resource_type
     method = request.method.lower()
     if method in ("get", "head"):
-        return json_response(request, serialize(rt, context.obj))
+        return json_response(request, serialize(rt, context.obj, settings_of(request)))
     if method in ("put", "patch") and method in rt.detail_methods:
         return update_object(context, request)
     method_not_allowed(request, rt.detail_methods)
@@ -138,7 +142,7 @@ def list_objects(context, request):
                 "next": next_link,
                 "previous": previous,
             },
-            "objects": [serialize(rt, obj) for obj in rows],
+            "objects": [serialize(rt, obj, settings_of(request)) for obj in rows],
         },
     )
 
@@ -157,18 +161,19 @@ def create_object(context, request):
     obj = CREATE[rt.name](request, context, values)
     request.dbsession.flush()
     uri = resource_uri(rt.name, obj.id)
-    return json_response(request, serialize(rt, obj), status=201, headers={"Location": request.host_url + uri})
+    return json_response(request, serialize(rt, obj, settings_of(request)), status=201, headers={"Location": request.host_url + uri})
 
 
 def update_object(context, request):
     rt = context.resource_type
     check_write_scope(request, rt.name, "update")
     obj = context.obj
-    values = validate(rt, parse_json_body(request), timezone_of(request), obj=obj)
+    values = validate(rt, parse_json_body(request), timezone_of(request), obj=obj,
+                      settings=settings_of(request))
     UPDATE[rt.name](request, context, values)
     request.dbsession.flush()
     request.dbsession.refresh(obj)
-    return json_response(request, serialize(rt, obj), status=202)
+    return json_response(request, serialize(rt, obj, settings_of(request)), status=202)
 
 
 # --- errors ------------------------------------------------------------------

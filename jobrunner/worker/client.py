@@ -17,6 +17,7 @@ import urllib.parse
 import requests
 
 from ..signing import authorization_header
+from .clock import ServerClock, pause
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,6 @@ _PERMANENT_REQUEST_ERRORS = (
     requests.exceptions.InvalidSchema,
     requests.exceptions.InvalidHeader,
 )
-
-
-def utc_now_iso():
-    """Now as ISO 8601 with offset and microseconds, as the API expects."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="microseconds"
-    )
 
 
 def parse_datetime(value):
@@ -133,6 +127,7 @@ class ApiClient:
         # Certificates are always verified; a bundle only says against what.
         self.verify = ca_bundle or True
         self.signature_version = signature_version
+        self.clock = ServerClock()
         self.api_key = api_key
         self.secret = secret
         self.timeout = timeout
@@ -195,13 +190,32 @@ class ApiClient:
         ).prepare()
         prepared.headers["Authorization"] = authorization_header(
             self.api_key, self.secret, method, prepared.path_url, prepared.body or b"",
-            version=self.signature_version,
+            version=self.signature_version, timestamp=self.clock.time(),
         )
         return prepared
 
+    def now_iso(self):
+        """Now by the server's clock, as the API expects datetimes."""
+        return self.clock.now_iso()
+
     def send_once(self, method, path, params=None, data=None):
         """One attempt; raises TransientError when a retry may succeed."""
+        response, clock_moved = self._send(method, path, params, data)
+        if response.status_code == 401 and clock_moved:
+            # Signed with a timestamp the server found stale: once more with
+            # the offset its answer taught.
+            response, _ = self._send(method, path, params, data)
+        status = response.status_code
+        if status >= 500 or status in RETRYABLE_CLIENT_STATUSES:
+            raise TransientError(
+                f"{method} {response.request.path_url} -> {status}: {response.text[:200]}"
+            )
+        log.debug("%s %s -> %s", method, response.request.path_url, status)
+        return response
+
+    def _send(self, method, path, params, data):
         prepared = self.prepare(method, path, params, data)
+        sent_at = time.time()
         try:
             response = self.session.send(
                 prepared, timeout=self.timeout, allow_redirects=False
@@ -212,13 +226,7 @@ class ApiClient:
             # The connection may be broken; start afresh next time.
             self._local.session = None
             raise TransientError(f"{method} {prepared.path_url}: {error}") from error
-        status = response.status_code
-        if status >= 500 or status in RETRYABLE_CLIENT_STATUSES:
-            raise TransientError(
-                f"{method} {prepared.path_url} -> {status}: {response.text[:200]}"
-            )
-        log.debug("%s %s -> %s", method, prepared.path_url, status)
-        return response
+        return response, self.clock.learn(response.headers.get("Date"), sent_at, time.time())
 
     def request(self, method, path, params=None, data=None, *, retry=True, abort=None):
         """Send a request and return the response, whatever its status.
@@ -244,7 +252,7 @@ class ApiClient:
                             f"{method} {path}: given up, shutting down"
                         ) from error
                 else:
-                    time.sleep(delay)
+                    pause(delay)
 
     def get_json(self, path, params=None, **kwargs):
         return response_json(self.request("GET", path, params, **kwargs), "GET", path)

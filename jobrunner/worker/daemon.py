@@ -8,9 +8,11 @@ only the standard library, requests, and the shared signing module.
 """
 
 import logging
+import math
 import signal
 import sys
 import threading
+import time
 
 from . import executor, protocol
 from .client import (
@@ -20,7 +22,6 @@ from .client import (
     TransientError,
     backoff_delay,
     response_json,
-    utc_now_iso,
 )
 from .config import config_from_command_line, security_warnings, worker_version
 from .logbuffer import append_within
@@ -57,13 +58,24 @@ class Heartbeat(threading.Thread):
     def run(self):
         daemon = self.worker_daemon
         failures = 0
+        interval = None
         while not self._stop_requested.is_set():
-            _ok, transient = daemon._step(daemon.ping)
+            ok, transient = daemon._step(daemon.ping)
+            if ok:
+                # Answered pings carry the worker object: the server's
+                # interval may have changed.
+                if daemon.ping_interval != interval:
+                    interval = daemon.ping_interval
+                    log.info("pinging every %g s (the ini says %g s, the server expects %s s)",
+                             interval, daemon.config.ping_interval,
+                             daemon.server_ping_interval or "no value")
+                # The server may have given up on a run still running here.
+                transient = daemon._step(daemon.check_started_runs)[1]
             if transient:
-                delay = min(daemon.config.ping_interval, backoff_delay(failures))
+                delay = min(daemon.ping_interval, backoff_delay(failures))
                 failures += 1
             else:
-                delay = daemon.config.ping_interval
+                delay = daemon.ping_interval
                 failures = 0
             if self._stop_requested.wait(delay):
                 return
@@ -137,6 +149,21 @@ class WorkerDaemon:
     def active_run_count(self):
         with self._lock:
             return len(self._handlers)
+
+    @property
+    def server_ping_interval(self):
+        """The interval the server expects (from the worker object), or None."""
+        value = (self.worker or {}).get("ping_interval")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return value if math.isfinite(value) and value > 0 else None
+
+    @property
+    def ping_interval(self):
+        """The ini's interval, or the server's when that is shorter: a worker
+        whose ini is out of date is not called unresponsive."""
+        server = self.server_ping_interval
+        return self.config.ping_interval if server is None else min(self.config.ping_interval, server)
 
     def run_finished(self, handler):
         with self._lock:
@@ -229,7 +256,7 @@ class WorkerDaemon:
         response = self.client.request(
             "PATCH",
             self.worker["resource_uri"],
-            data=protocol.ping_body(utc_now_iso(), self.version, self.config.concurrent_jobs),
+            data=protocol.ping_body(self.client.now_iso(), self.version, self.config.concurrent_jobs),
             retry=retry,
             abort=self.stop_event,
         )
@@ -237,6 +264,27 @@ class WorkerDaemon:
         if isinstance(body, dict):
             # The worker's URI stays the one it started with.
             self.worker = {**body, "resource_uri": self.worker["resource_uri"]}
+
+    def check_started_runs(self):
+        """Kills the scripts of runs the server no longer counts as this
+        worker's started runs (the scheduler failed them, say, while this
+        worker could not ping): a silent script reports nothing that the
+        server could refuse.
+
+        Only runs whose start the server confirmed before the list was asked
+        for are judged: a run claimed or started meanwhile is not in it yet."""
+        with self._lock:
+            running = [h for h in self._handlers.values()
+                       if h.start_confirmed_at is not None and not h.script_done]
+        if not running:
+            return
+        asked_at = time.monotonic()
+        started = self.client.list_all(
+            protocol.RUNS, protocol.own_runs("started", self.config.api_key), retry=False)
+        listed = {run.get("resource_uri") for run in started}
+        for handler in running:
+            if handler.start_confirmed_at < asked_at and handler.run_uri not in listed:
+                handler.fence("the server no longer lists it as this worker's started run")
 
     def recover(self):
         """Settle what an earlier process of this worker left behind.
@@ -309,7 +357,7 @@ class WorkerDaemon:
     def claim(self, run):
         """Claim a run; returns the run object if it is ours now, else None."""
         run_uri = run["resource_uri"]
-        data = protocol.claim_body(self.worker["resource_uri"], utc_now_iso())
+        data = protocol.claim_body(self.worker["resource_uri"], self.client.now_iso())
         answer_lost = False
         try:
             response = self.client.send_once("PATCH", run_uri, data=data)
@@ -358,7 +406,7 @@ class WorkerDaemon:
                 handler = self._handlers.get(kill_request["run"])
             if kill_request.get("enqueue_dts") is None:
                 response = self.client.request(
-                    "PATCH", uri, data=protocol.kill_request_enqueued_body(utc_now_iso()), retry=False
+                    "PATCH", uri, data=protocol.kill_request_enqueued_body(self.client.now_iso()), retry=False
                 )
                 response_json(response, "PATCH", uri, protocol.UPDATED)
             if handler is not None and handler.request_kill(kill_request):
@@ -374,7 +422,7 @@ class WorkerDaemon:
         answered = False
         try:
             response = self.client.request(
-                "PATCH", uri, data=protocol.kill_request_executed_body(execute_dts or utc_now_iso()),
+                "PATCH", uri, data=protocol.kill_request_executed_body(execute_dts or self.client.now_iso()),
                 retry=retry, abort=abort,
             )
             answered = True

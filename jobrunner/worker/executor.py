@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 import time
 
+from .clock import pause
+
 log = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 5.0
@@ -165,7 +167,7 @@ def start_script(path, env=None):
             )
         except OSError as error:
             if error.errno == errno.ETXTBSY and attempt + 1 < TEXT_FILE_BUSY_ATTEMPTS:
-                time.sleep(0.01 * (attempt + 1))
+                pause(0.01 * (attempt + 1))
                 continue
             raise ScriptError(_start_failure_reason(path, error)) from None
     raise AssertionError("unreachable")
@@ -215,7 +217,7 @@ def kill_process_group(pgid, grace_seconds=KILL_GRACE_SECONDS, process=None):
             process.poll()
         if not process_group_exists(pgid):
             return True
-        time.sleep(POLL_SECONDS)
+        pause(POLL_SECONDS)
     signal_process_group(pgid, signal.SIGKILL)
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
@@ -223,7 +225,7 @@ def kill_process_group(pgid, grace_seconds=KILL_GRACE_SECONDS, process=None):
             process.poll()
         if not process_group_exists(pgid):
             return True
-        time.sleep(POLL_SECONDS)
+        pause(POLL_SECONDS)
     return False
 
 
@@ -289,7 +291,7 @@ def _supervise(process, log_buffer, result, kill_event, kill_now,
                         output_open = False
                         selector.unregister(output)
             else:
-                time.sleep(POLL_SECONDS)
+                pause(POLL_SECONDS)
             now = time.monotonic()
 
             kill_wanted = kill_now or (kill_event is not None and kill_event.is_set())

@@ -23,6 +23,10 @@ CLAIMED = (200, 202)
 CREATED = (201,)
 # Someone else was first: another worker claimed the run, or it was returned.
 CONFLICT = 409
+# What the server says of a report on a run that is no longer this worker's:
+# another holds it (403), or it was returned without us (409), say by the
+# scheduler for a worker it gave up on.
+NOT_OURS = (403, 409)
 
 
 # --- queries -----------------------------------------------------------------------

@@ -7,10 +7,12 @@ than its log, so a log the server refuses does not hold back the return.
 """
 
 import logging
+import signal
 import threading
+import time
 
 from . import executor, protocol
-from .client import ApiError, RetryAborted, TransientError, response_json, utc_now_iso
+from .client import ApiError, RetryAborted, TransientError, response_json
 from .logbuffer import LogBuffer
 
 log = logging.getLogger("jobrunner.worker")
@@ -36,13 +38,14 @@ def return_run(client, run_uri, success, abort=None, return_dts=None, timed_out=
     left as it is."""
     response = client.request(
         "PATCH", run_uri,
-        data=protocol.return_body(return_dts or utc_now_iso(), success, timed_out),
+        data=protocol.return_body(return_dts or client.now_iso(), success, timed_out),
         abort=abort,
     )
     if response.status_code in protocol.UPDATED:
         log.info("run %s returned (%s)", run_uri, "success" if success else "failure")
-    elif response.status_code == protocol.CONFLICT:
-        log.info("run %s had already been returned", run_uri)
+    elif response.status_code in protocol.NOT_OURS:
+        log.warning("run %s is no longer this worker's (return refused: %s); "
+                    "its result stays as the server has it", run_uri, response.status_code)
     else:
         log.error("run %s: return refused, giving up: %s %s",
                   run_uri, response.status_code, response.text[:300])
@@ -114,11 +117,13 @@ class LiveLogReporter(threading.Thread):
     """Sends the log of a running script while it runs: the first output at
     once, later output batched into one update per ``interval``."""
 
-    def __init__(self, writer, log_buffer, interval, run_id):
+    def __init__(self, writer, log_buffer, interval, run_id, on_refused=None):
         super().__init__(name=f"run-{run_id}-log", daemon=True)
         self.writer = writer
         self.log_buffer = log_buffer
         self.interval = interval
+        # Called with the status when the server says the run is not ours.
+        self.on_refused = on_refused
         self._stop_requested = threading.Event()
 
     def run(self):
@@ -137,6 +142,10 @@ class LiveLogReporter(threading.Thread):
                 sent_version = version
             except (TransientError, ApiError, RetryAborted) as error:
                 log.warning("live log update failed: %s", error)
+                if (isinstance(error, ApiError) and error.status in protocol.NOT_OURS
+                        and self.on_refused is not None):
+                    self.on_refused(f"log update refused: {error.status}")
+                    return
             # What follows is batched: at most one update per interval.
             self._stop_requested.wait(self.interval)
 
@@ -164,6 +173,13 @@ class RunHandler(threading.Thread):
         self.kill_event = threading.Event()
         self.pid = None
         self.started = False
+        # When the server confirmed the start (time.monotonic()), and
+        # whether the script has ended: the daemon's check of its started
+        # runs judges only runs the server has seen start and that still run.
+        self.start_confirmed_at = None
+        self.script_done = False
+        # Why the server no longer counts the run as ours, once it said so.
+        self.fenced = None
         self._kill_requests = []
         self._closed = False
         self._lock = threading.Lock()
@@ -177,6 +193,23 @@ class RunHandler(threading.Thread):
             self._kill_requests.append(kill_request)
             self.kill_event.set()
             return True
+
+    def fence(self, reason):
+        """The server no longer counts this run as ours (it was failed by
+        the scheduler, say): its script's process group is killed at once,
+        and nothing more of the run is reported. False when the script had
+        ended already."""
+        with self._lock:
+            if self.fenced is not None or self.script_done:
+                return False
+            self.fenced = reason
+            pid = self.pid
+        if pid is not None:
+            executor.signal_process_group(pid, signal.SIGKILL)
+        self.kill_event.set()
+        log.error("run %s is no longer this worker's (%s): killed its process group %s",
+                  self.run_uri, reason, pid)
+        return True
 
     def _close_kill_requests(self):
         with self._lock:
@@ -204,7 +237,11 @@ class RunHandler(threading.Thread):
             abort=self.worker_daemon.force_event,
         )
         if response.status_code in protocol.UPDATED:
+            self.start_confirmed_at = time.monotonic()
             return True
+        if pid is not None and response.status_code in protocol.NOT_OURS:
+            self.fence(f"start refused: {response.status_code}")
+            return False
         log.error("run %s: start refused (%s %s); %sgiving up",
                   self.run_uri, response.status_code, response.text[:300],
                   "killing the script and " if pid is not None else "")
@@ -243,9 +280,10 @@ class RunHandler(threading.Thread):
         log_buffer = LogBuffer(self.config.max_log_bytes)
         writer = RunLogWriter(self.client, self.run_obj, self.run_obj.get("run_log"), force)
         reporter = LiveLogReporter(
-            writer, log_buffer, self.worker_daemon.log_update_interval, self.run_obj["id"]
+            writer, log_buffer, self.worker_daemon.log_update_interval, self.run_obj["id"],
+            on_refused=self.fence,
         )
-        start_dts = utc_now_iso()
+        start_dts = self.client.now_iso()
 
         def on_started(pid):
             self.pid = pid
@@ -274,13 +312,20 @@ class RunHandler(threading.Thread):
                 env=env,
             )
         finally:
+            with self._lock:
+                self.script_done = True
             for timer in timers:
                 timer.cancel()
             if reporter.is_alive():
                 reporter.stop()
         # The run ended now, however long the server takes to hear of it.
-        finished_dts = utc_now_iso()
+        finished_dts = self.client.now_iso()
         if result.abandoned:
+            return
+        if self.fenced is not None:
+            # Its log and result are the server's now (the scheduler's reason).
+            log.warning("run %s: its script ended after the kill; nothing reported",
+                        self.run_uri)
             return
 
         if result.error is not None:

@@ -17,8 +17,8 @@ RESOURCES = {
     "worker": (
         ["get"], ["get", "patch"],
         {"title", "description", "api_key", "enqueue_is_enabled", "ping_response_dts",
-         "worker_version", "concurrent_jobs"},
-        {"api_key"},
+         "worker_version", "concurrent_jobs", "ping_interval", "unresponsive_limit"},
+        {"api_key", "ping_interval", "unresponsive_limit"},
     ),
     "job_template": (
         ["get"], ["get"], {"title", "description", "body", "enqueue_is_enabled", "project", "webhook_urls"},

@@ -199,11 +199,12 @@ class Scene:
 
     # --- workers -------------------------------------------------------------------
 
-    def start_worker(self, number=1, name=None, **options):
+    def start_worker(self, number=1, name=None, prefix=(), env=None, **options):
         worker = self.workers[number - 1]
         name = name or f"worker-{worker.api_key}"
         options.setdefault("script_temp_path", os.path.join(self.workdir, "scripts"))
-        proc = self.stack.start_worker(worker.api_key, worker.secret, name=name, **options)
+        proc = self.stack.start_worker(worker.api_key, worker.secret, name=name, prefix=prefix,
+                                       env=env, **options)
         self.processes[name] = proc
         return proc
 
