@@ -17,9 +17,8 @@ def utc_now_iso(offset=0.0):
     return now.isoformat(timespec="microseconds")
 
 
-# The server's Date header is in whole seconds: an offset that moved by less
-# than this is noise, and keeping it steady keeps durations true.
-CLOCK_TOLERANCE_SECONDS = 2.0
+# Slack around what an answer's Date header allows the offset to be.
+CLOCK_TOLERANCE_SECONDS = 1.0
 
 
 class ServerClock:
@@ -42,18 +41,25 @@ class ServerClock:
 
     def learn(self, date_header, sent_at, received_at):
         """Takes the offset from an answer's Date header, sent between the
-        local times `sent_at` and `received_at`; True when it changed."""
+        local times `sent_at` and `received_at`; True when it changed.
+
+        The header is the server's time in whole seconds at some moment
+        between the two: the offset lies between `date - received_at` and
+        `date + 1 - sent_at`. The offset in use is kept while it lies in
+        that range (so a run's start and return move alike and its duration
+        stays true, and a slow answer teaches nothing); else the middle of
+        the range is taken."""
         try:
             server_time = email.utils.parsedate_to_datetime(date_header).timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):
             return False
-        # The header drops the fraction: half a second is the best guess.
-        offset = server_time + 0.5 - (sent_at + received_at) / 2
-        if abs(offset - self.offset) <= CLOCK_TOLERANCE_SECONDS:
+        lowest = server_time - received_at
+        highest = server_time + 1 - sent_at
+        if lowest - CLOCK_TOLERANCE_SECONDS <= self.offset <= highest + CLOCK_TOLERANCE_SECONDS:
             return False
+        self.offset = (lowest + highest) / 2
         log.warning("this machine's clock is %+.0f s off the server's; "
-                    "using the server's time", -offset)
-        self.offset = offset
+                    "using the server's time", -self.offset)
         return True
 
 

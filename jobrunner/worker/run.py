@@ -43,9 +43,12 @@ def return_run(client, run_uri, success, abort=None, return_dts=None, timed_out=
     )
     if response.status_code in protocol.UPDATED:
         log.info("run %s returned (%s)", run_uri, "success" if success else "failure")
-    elif response.status_code in protocol.NOT_OURS:
-        log.warning("run %s is no longer this worker's (return refused: %s); "
-                    "its result stays as the server has it", run_uri, response.status_code)
+    elif response.status_code == protocol.CONFLICT:
+        # By the scheduler, or by this worker when an answer was lost.
+        log.info("run %s had already been returned", run_uri)
+    elif response.status_code == 403:
+        log.warning("run %s is no longer this worker's (return refused: 403); "
+                    "its result stays as the server has it", run_uri)
     else:
         log.error("run %s: return refused, giving up: %s %s",
                   run_uri, response.status_code, response.text[:300])
