@@ -25,7 +25,9 @@ def test_a_worker_pings_as_often_as_the_server_expects_whatever_its_ini_says(
     first = time.monotonic()
     # The server of these tests expects a ping every 0.5 s.
     wait_for(lambda: len(pings()) >= 5, timeout=5)
-    assert time.monotonic() - first < 4
+    # Every 0.5 s, give or take the machine's load; at the ini's 60 s, four
+    # more pings would take four minutes.
+    assert time.monotonic() - first < 20
     assert running.daemon.server_ping_interval == 0.5
     assert running.daemon.ping_interval == 0.5
     assert running.stop() == 0
