@@ -22,6 +22,7 @@ from bench.stack import wait_until
 
 TARGET_IDLE_CORES = 0.25
 WORKERS_PER_PROCESS = 50
+STARTUP_SECONDS = 120
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -64,13 +65,19 @@ def measure_idle(stack, scene, sizes, workdir, result):
     try:
         ids = [w[0] for w in workers]
 
-        def all_pinged():
+        def pinged():
             with scene.engine.connect() as conn:
                 times = conn.scalars(select(Worker.ping_response_dts)
                                      .where(Worker.id.in_(ids))).all()
-            return sum(1 for t in times if t is not None and t >= started) == len(ids)
+            return sum(1 for t in times if t is not None and t >= started)
 
-        wait_until(all_pinged, timeout=120, interval=0.5, message="every idle worker to ping")
+        # A server that cannot carry them all is measured as it is, with
+        # the number of workers it took in.
+        try:
+            wait_until(lambda: pinged() == len(ids), timeout=STARTUP_SECONDS, interval=0.5,
+                       message="every idle worker to ping")
+        except AssertionError:
+            log(f"idle: {pinged()} of {len(ids)} workers pinged within {STARTUP_SECONDS} s")
         # Past the start-up (identify, settle leftovers, first lists).
         time.sleep(sizes.idle_settle)
         postgres = PostgresCpu(scene.engine) if scene.is_postgres else None
@@ -87,6 +94,7 @@ def measure_idle(stack, scene, sizes, workdir, result):
         last = {"server": cpu_seconds(stack.server.pid),
                 "simulators": sum(cpu_seconds(proc.pid) for proc in procs)}
         statuses = {}
+        pinged_by_then = pinged()
         for proc in procs:
             proc.stdin.write("stop\n")
             proc.stdin.flush()
@@ -101,7 +109,7 @@ def measure_idle(stack, scene, sizes, workdir, result):
             proc.wait(timeout=30)
     requests = sum(statuses.values())
     result["idle"] = {
-        "workers": len(workers), "seconds": wall, "cores": cores,
+        "workers": len(workers), "pinged": pinged_by_then, "seconds": wall, "cores": cores,
         "server_and_postgresql": cores["server"] + cores["postgresql"],
         "requests_per_second": requests / wall, "statuses": statuses,
         "not_ok": sum(n for status, n in statuses.items() if not status.startswith("2")),
@@ -126,7 +134,8 @@ def rows(sizes):
         figures = r.get("idle")
         if not figures:
             return "-"
-        return f"{figures['requests_per_second']:.0f} ({figures['not_ok']} not 2xx)"
+        return (f"{figures['requests_per_second']:.0f} ({figures['not_ok']} failed or not 2xx; "
+                f"{figures['pinged']} of {figures['workers']} workers in)")
 
     return [
         (f"8. {sizes.idle_workers} idle workers: server + PostgreSQL, cores", f"< {TARGET_IDLE_CORES:g}",
@@ -144,7 +153,8 @@ def notes(results, sizes):
              f"{sizes.idle_seconds:g} s:", ""]
     for backend, figures in parts:
         statuses = ", ".join(f"{status}: {count}" for status, count in sorted(figures["statuses"].items()))
-        lines.append(f"* {backend}: server {figures['cores']['server']:.3f}, PostgreSQL "
+        lines.append(f"* {backend}: {figures['pinged']} of {figures['workers']} pinged since their start; "
+                     f"server {figures['cores']['server']:.3f}, PostgreSQL "
                      f"{figures['cores']['postgresql']:.3f}, the simulating processes "
                      f"{figures['cores']['simulators']:.2f} cores; answers {statuses}.")
     return lines
