@@ -81,7 +81,7 @@ def measure_latency(stack, scene, sizes, workdir, result):
             time.sleep(max(sizes.sparse_gaps))
             log(f"latency {case}: {len(gaps)} runs over {sum(gaps):.0f} s")
             kinds = paced_runs(scene, jobs, plan(gaps))
-            rows = returned_runs(scene, list(kinds), timeout=120)
+            rows = returned_runs(scene, list(kinds), timeout=max(120, len(gaps)))
             figures = result.setdefault("latency", {})[case] = summary(rows, kinds)
             log(f"latency {case}: p50 {figures['all']['p50'] * 1000:.0f} ms, p99 "
                 f"{figures['all']['p99'] * 1000:.0f} ms (run now: p99 "
