@@ -865,13 +865,15 @@ def report(results, process_starts, sizes, facts, loads):
         "",
         table(results, process_starts, sizes),
     ]
-    lines += ["", "Where the CPU went during the throughput run of (1), in cores busy on average "
-              f"(the machine has {facts['nproc']}):", ""]
+    if any("cpu_cores" in r for r in results):
+        lines += ["", "Where the CPU went during the throughput run of (1), in cores busy on average "
+                  f"(the machine has {facts['nproc']}):", ""]
     for r in results:
         if "cpu_cores" in r:
             parts = ", ".join(f"{name} {cores:.2f}" for name, cores in r["cpu_cores"].items())
             lines.append(f"* {r['backend']}: {r['cpu_busy']:.2f} busy: {parts}.")
-    lines += purge_report(results)
+    if any(r.get("purge") for r in results):
+        lines += purge_report(results)
     lines += burst.notes(results) + latency.notes(results, sizes) + idle.notes(results, sizes)
     errors = [f"{r['backend']}: {e}" for r in results for e in r.get("errors", [])]
     errors += [f"{r['backend']}: {r['failed_runs']} runs failed" for r in results if r.get("failed_runs")]
