@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The benchmark of issue 7: the real stack on loopback, four measurements.
+"""The benchmark: the real stack on loopback, measurement by measurement.
 
     python bench/run.py                 # PostgreSQL and SQLite, writes docs/performance.md
     python bench/run.py --quick         # SQLite, small numbers, no docs (the smoke test)
@@ -16,6 +16,17 @@
 5. Purge: claim latency while retention deletes the history of (3) (about
    990,000 runs), batch after batch with no pause, against the same claims
    before the purge; and the purge's own rate.
+6. Burst (bench/burst.py): 1,000 distinct one-line jobs due at one moment:
+   runs/s and the server's CPU per completed run.
+7. Latency (bench/latency.py): dispatch latency with the worker's defaults,
+   runs arriving at 10/s and a run now and then.
+8. Idle (bench/idle.py): the CPU that 200 idle worker daemons cost the
+   server and PostgreSQL.
+9. Two servers (bench/burst.py): (6) through two pserve processes on one
+   database; every run exactly once.
+
+Phases by name (--phases): e2e (1, 4), burst, latency, twoservers, idle,
+api, history, purge.
 
 The bench makes its own database (a fresh PostgreSQL database next to the
 one --postgres-url names, dropped at the end; a SQLite file in a temporary
@@ -35,7 +46,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
@@ -56,14 +67,17 @@ from jobrunner.models import (  # noqa: E402
 )
 from jobrunner.security.passwords import hash_password  # noqa: E402
 from jobrunner.signing import compute_signature  # noqa: E402
+from bench.common import (  # noqa: E402
+    CpuMeter, iso, load_average, log, peak_rss_mb, percentile, utcnow)
 from bench.stack import Stack, UserSession, free_port, wait_until  # noqa: E402
+from bench import burst, idle, latency  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DOCS_PATH = os.path.join(ROOT, "docs", "performance.md")
 BEGIN_MARK = "<!-- bench:begin (written by bench/run.py; edit around it) -->"
 END_MARK = "<!-- bench:end -->"
 PASSWORD = "bench-password"
-WAITRESS_THREADS = 8  # what bench/stack.py gives pserve, and the bare app too
+PRODUCTION_INI = os.path.join(ROOT, "production.ini")
 SCRIPT = "true"
 TEMPLATE_BODY = "#!/bin/sh\n{{ content }}\n"
 
@@ -76,6 +90,26 @@ SERVER_SETTINGS = {
     "jobrunner.worker.unresponsive_after_intervals": "3",
 }
 WORKER_OPTIONS = {"concurrent_jobs": 8, "poll_interval": 1.0, "ping_interval": 60}
+
+
+def production_options():
+    """production.ini's waitress options (threads, limits) and database pool,
+    for the bench's pserve: what an operator runs. The address and the
+    proxy options are the bench's own."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(PRODUCTION_INI)
+    server = {key: value for key, value in parser["server:main"].items()
+              if key not in ("use", "listen", "host", "port") and "proxy" not in key}
+    app = {key: value for key, value in parser["app:main"].items()
+           if key.startswith("sqlalchemy.pool") or key.startswith("sqlalchemy.max_overflow")}
+    return server, app
+
+
+SERVER_OPTIONS, POOL_SETTINGS = production_options()
+SERVER_SETTINGS.update(POOL_SETTINGS)
+WAITRESS_THREADS = int(SERVER_OPTIONS.get("threads", 4))  # the bare app's too
 
 TARGET_RUNS_PER_SECOND = 100
 TARGET_P99_SECONDS = 1.0
@@ -99,30 +133,20 @@ class Sizes:
     repeats: int = 40
     process_starts: int = 1000
     purge_claims: int = 200
+    burst_jobs: int = 1000
+    steady_runs: int = 300
+    steady_rate: float = 10.0
+    sparse_runs: int = 20
+    sparse_gaps: tuple = (1.5, 3.0)
+    idle_workers: int = 200
+    idle_seconds: float = 60.0
+    idle_settle: float = 5.0
 
 
 QUICK = Sizes(e2e_jobs=8, e2e_runs=30, paced_runs=10, paced_rate=10.0, api_requests=40,
-              history_jobs=10, history=(1_000,), repeats=3, process_starts=100, purge_claims=20)
-
-
-def utcnow():
-    return datetime.now(timezone.utc)
-
-
-def iso(dts):
-    return dts.isoformat(timespec="microseconds")
-
-
-def log(message):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, int(round(fraction * (len(ordered) - 1)))))
-    return ordered[index]
+              history_jobs=10, history=(1_000,), repeats=3, process_starts=100, purge_claims=20,
+              burst_jobs=30, steady_runs=10, sparse_runs=3, sparse_gaps=(0.3, 0.6), idle_workers=4,
+              idle_seconds=3.0, idle_settle=1.0)
 
 
 # --- the machine -----------------------------------------------------------------
@@ -159,13 +183,6 @@ def machine_facts(postgres_url):
     return facts
 
 
-def load_average():
-    try:
-        return tuple(round(x, 2) for x in os.getloadavg())
-    except OSError:
-        return None
-
-
 def process_start_rate(count):
     """How many trivial processes this machine starts per second by itself."""
     for _ in range(10):
@@ -174,73 +191,6 @@ def process_start_rate(count):
     for _ in range(count):
         subprocess.run(["/bin/true"])
     return count / (time.perf_counter() - started)
-
-
-def cpu_seconds(pid):
-    """User + system CPU of a process and of its waited-for children."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(x) for x in fields[11:15]) / ticks
-
-
-def postgres_cpu_seconds():
-    """CPU of every PostgreSQL process of this machine (the backends come and go
-    with connections; the ones of the stack live as long as the pools)."""
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() != "postgres":
-                        continue
-            except OSError:
-                continue
-            total += cpu_seconds(int(entry))
-    return total
-
-
-def machine_busy_seconds():
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-class CpuMeter:
-    """Where the machine's CPU went between start() and stop(): the server,
-    the workers (with their scripts), the scheduler, PostgreSQL, the rest."""
-
-    def __init__(self, procs):
-        self.procs = procs  # name -> pid
-
-    def sample(self):
-        values = {name: cpu_seconds(pid) for name, pid in self.procs.items()}
-        values["postgresql"] = postgres_cpu_seconds()
-        values["machine"] = machine_busy_seconds()
-        values["wall"] = time.perf_counter()
-        return values
-
-    def start(self):
-        self.first = self.sample()
-
-    def stop(self):
-        last = self.sample()
-        used = {name: last[name] - self.first[name] for name in last}
-        wall = used.pop("wall")
-        machine = used.pop("machine")
-        used["everything else"] = max(0.0, machine - sum(used.values()))
-        # Cores busy on average, per part.
-        return {name: seconds / wall for name, seconds in used.items()}, machine / wall
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        match = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M)
-    return int(match.group(1)) / 1024 if match else float("nan")
 
 
 # --- data ----------------------------------------------------------------------------
@@ -276,11 +226,11 @@ class Scene:
         """A connection in a writing transaction (BEGIN IMMEDIATE on SQLite)."""
         return self.engine.connect().execution_options(jobrunner_write=True)
 
-    def add_jobs(self, prefix, count):
-        script = TEMPLATE_BODY.replace("{{ content }}", SCRIPT)
+    def add_jobs(self, prefix, count, content=SCRIPT):
+        script = TEMPLATE_BODY.replace("{{ content }}", content)
         rows = [
             {"title": f"{prefix} {i:06d}", "job_template_id": self.template_id,
-             "worker_pool_id": self.pool_id, "script_content_partial": SCRIPT,
+             "worker_pool_id": self.pool_id, "script_content_partial": content,
              "script_content": script}
             for i in range(count)
         ]
@@ -496,7 +446,8 @@ def measure_end_to_end(stack, scheduler, scene, sizes, workdir, result):
     jobs = scene.e2e_jobs
     log(f"end to end: {sizes.e2e_runs} runs due now over {len(jobs)} jobs")
     meter = CpuMeter({"server": stack.server.pid, "scheduler": scheduler.pid,
-                      **{f"worker {i + 1}": proc.pid for i, proc in enumerate(workers)}})
+                      **{f"worker {i + 1}": proc.pid for i, proc in enumerate(workers)}},
+                     engine=scene.engine if scene.is_postgres else None)
     meter.start()
     now = utcnow()
     run_ids = scene.add_runs([jobs[i % len(jobs)] for i in range(sizes.e2e_runs)], now)
@@ -602,7 +553,7 @@ def measure_api(stack, scene, sizes, workdir, result):
 
 
 HISTORY_QUERIES = ("scheduled", "enqueueable", "job_last_100", "overview", "job_history")
-PHASES = ("e2e", "api", "history", "purge")
+PHASES = ("e2e", "burst", "latency", "twoservers", "idle", "api", "history", "purge")
 
 
 def measure_history(stack, scene, sizes, result):
@@ -777,7 +728,7 @@ def bench_backend(name, sizes, postgres_url, keep, phases, profile_dir):
     workdir = tempfile.mkdtemp(prefix=f"jobrunner-bench-{name}-")
     result = {"backend": name}
     stack = Stack(workdir, database_url=postgres_url if name == "postgresql" else None,
-                  settings=SERVER_SETTINGS)
+                  settings=SERVER_SETTINGS, server_options=SERVER_OPTIONS)
     profiler = Profiler(profile_dir, name)
     try:
         stack.start_server()
@@ -787,6 +738,18 @@ def bench_backend(name, sizes, postgres_url, keep, phases, profile_dir):
             profiler.start("e2e", stack.server.pid)
             measure_end_to_end(stack, scheduler, scene, sizes, workdir, result)
             profiler.stop()
+        # The newer phases: the worker's defaults, the scheduler running.
+        for phase, measure in (("burst", burst.measure_burst),
+                               ("twoservers", burst.measure_two_servers)):
+            if phase in phases:
+                profiler.start(phase, stack.server.pid)
+                measure(stack, scheduler, scene, sizes, workdir, result)
+                profiler.stop()
+        for phase, measure in (("latency", latency.measure_latency), ("idle", idle.measure_idle)):
+            if phase in phases:
+                profiler.start(phase, stack.server.pid)
+                measure(stack, scene, sizes, workdir, result)
+                profiler.stop()
         # The API and history phases measure the server alone.
         stack.stop(scheduler)
         if "api" in phases:
@@ -827,7 +790,15 @@ def table(results, process_starts, sizes):
     lines = [header, "|---|---|" + "---|" * len(names)]
 
     def row(label, target, cell):
-        lines.append(f"| {label} | {target} | " + " | ".join(cell(r) for r in results) + " |")
+        def safe(r):
+            try:
+                return cell(r)
+            except KeyError:  # a phase left out (--phases)
+                return "-"
+
+        cells = [safe(r) for r in results]
+        if any(c != "-" for c in cells):
+            lines.append(f"| {label} | {target} | " + " | ".join(cells) + " |")
 
     row("1. trivial runs completed per second", f">= {TARGET_RUNS_PER_SECOND}",
         lambda r: f"{r['runs_per_second']:.1f} {verdict(r['runs_per_second'] >= TARGET_RUNS_PER_SECOND)}")
@@ -862,6 +833,9 @@ def table(results, process_starts, sizes):
         lambda r: f"{r['server_mb']:.0f} MB {verdict(r['server_mb'] < TARGET_SERVER_MB)}")
     row("4. worker peak RSS", f"< {TARGET_WORKER_MB} MB",
         lambda r: f"{r['worker_mb']:.0f} MB {verdict(r['worker_mb'] < TARGET_WORKER_MB)}")
+    newer = burst.rows(sizes) + latency.rows(sizes) + idle.rows(sizes)
+    for label, target, cell in sorted(newer, key=lambda item: item[0][:2]):
+        row(label, target, cell)
     return "\n".join(lines)
 
 
@@ -883,18 +857,33 @@ def report(results, process_starts, sizes, facts, loads):
         f"{sizes.api_threads} keep-alive connections.",
         f"* (3): median of {sizes.repeats} sequential requests after ANALYZE; "
         f"{sizes.history_jobs} jobs share the history.",
+        f"* (6) to (9): workers with the worker's defaults but concurrent_jobs = 8 (the bench "
+        f"sets no poll or ping interval), the scheduler running. (6): {sizes.burst_jobs:,} distinct "
+        f"one-line jobs, one run each, made ahead and due at one moment; from that moment to the "
+        f"last return. (9): the same through two pserve processes on one database, one worker on "
+        f"each, every script appending its run id to one file.",
         "",
         table(results, process_starts, sizes),
     ]
-    lines += ["", "Where the CPU went during the throughput run of (1), in cores busy on average "
-              f"(the machine has {facts['nproc']}):", ""]
+    if any("cpu_cores" in r for r in results):
+        lines += ["", "Where the CPU went during the throughput run of (1), in cores busy on average "
+                  f"(the machine has {facts['nproc']}):", ""]
     for r in results:
         if "cpu_cores" in r:
             parts = ", ".join(f"{name} {cores:.2f}" for name, cores in r["cpu_cores"].items())
             lines.append(f"* {r['backend']}: {r['cpu_busy']:.2f} busy: {parts}.")
-    lines += purge_report(results)
+    if any(r.get("purge") for r in results):
+        lines += purge_report(results)
+    lines += burst.notes(results) + latency.notes(results, sizes) + idle.notes(results, sizes)
     errors = [f"{r['backend']}: {e}" for r in results for e in r.get("errors", [])]
     errors += [f"{r['backend']}: {r['failed_runs']} runs failed" for r in results if r.get("failed_runs")]
+    for r in results:
+        for name, figures in [("burst", r.get("burst")), ("twoservers", r.get("twoservers"))] + [
+                (f"latency {case}", figures) for case, figures in (r.get("latency") or {}).items()]:
+            if figures and figures["failed_runs"]:
+                errors.append(f"{r['backend']}: {name}: {figures['failed_runs']} runs failed")
+        if r.get("twoservers") and not r["twoservers"]["correct"]:
+            errors.append(f"{r['backend']}: twoservers: not every run executed exactly once")
     if errors:
         lines += ["", "Errors:", ""] + [f"* {e}" for e in errors]
     return "\n".join(lines)
@@ -927,7 +916,7 @@ def main(argv=None):
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/performance.md")
     parser.add_argument("--json", help="also write the raw figures to this file")
     parser.add_argument("--phases", default=",".join(PHASES),
-                        help="comma-separated subset of e2e,api,history,purge (a partial run writes "
+                        help=f"comma-separated subset of {','.join(PHASES)} (a partial run writes "
                              "no docs)")
     parser.add_argument("--profile", metavar="DIR",
                         help="sample the server with py-spy during each phase into DIR")
@@ -947,6 +936,8 @@ def main(argv=None):
     process_starts = process_start_rate(sizes.process_starts)
     log(f"process starts: {process_starts:.0f}/s")
     phases = set(args.phases.split(","))
+    if phases - set(PHASES):
+        parser.error(f"unknown phases: {', '.join(sorted(phases - set(PHASES)))}")
     results = [bench_backend(name, sizes, args.postgres_url, args.keep, phases, args.profile)
                for name in backends]
     loads.append(load_average())
@@ -954,10 +945,12 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump({"facts": facts, "loads": loads, "process_starts": process_starts,
                        "results": results}, f, indent=2, default=str)
-    if phases != set(PHASES):
-        print(json.dumps(results, indent=2, default=str))
-        return 0
     block = report(results, process_starts, sizes, facts, loads)
+    if phases != set(PHASES):
+        # A partial run: the raw figures and the rows of its phases, no docs.
+        print(json.dumps(results, indent=2, default=str))
+        print(block)
+        return 0
     print(block)
     if not (args.quick or args.no_docs):
         write_docs(block)

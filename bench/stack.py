@@ -249,8 +249,12 @@ class Stack:
     (SQLite in `workdir` without it); or pass a FreshDatabase as `database`.
     The stack drops its database when it is closed."""
 
-    def __init__(self, workdir, database_url=None, settings=None, mail_port=None, database=None):
+    def __init__(self, workdir, database_url=None, settings=None, mail_port=None, database=None,
+                 server_options=None):
         self.workdir = str(workdir)
+        # waitress's [server:main] options besides `listen` (the bench takes
+        # production.ini's); 8 threads otherwise.
+        self.server_options = server_options or {"threads": 8}
         os.makedirs(self.workdir, exist_ok=True)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -262,14 +266,18 @@ class Stack:
         self.ini = self._write_ini("stack", self.settings)
         self.processes = []
         self.server = None
+        # More pserve processes on the same database (start_extra_server).
+        self.extra_servers = []
         self._closed = False
 
-    def _write_ini(self, name, settings):
+    def _write_ini(self, name, settings, port=None):
         lines = ["[app:main]", "use = egg:jobrunner"]
         lines += [f"{key} = {value}" for key, value in settings.items()]
+        lines += ["", "[server:main]", "use = egg:waitress#main",
+                  f"listen = 127.0.0.1:{port or self.port}"]
+        lines += [f"{key} = {value}" for key, value in self.server_options.items()]
         lines += [
-            "", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{self.port}",
-            "threads = 8", "",
+            "",
             "[loggers]", "keys = root", "", "[handlers]", "keys = console", "",
             "[formatters]", "keys = generic", "",
             "[logger_root]", "level = INFO", "handlers = console", "",
@@ -317,9 +325,25 @@ class Stack:
             self.stop(self.server)
             self.server = None
 
-    def _server_answers(self):
+    def start_extra_server(self, name):
+        """One more pserve on the same database and settings, on a port of
+        its own (`proc.port`), as behind a proxy that spreads the requests."""
+        port = free_port()
+        proc = self.spawn(name, [os.path.join(BIN, "pserve"), self._write_ini(name, self.settings, port)])
+        proc.port = port
+        proc.base_url = f"http://127.0.0.1:{port}"
+        self.extra_servers.append(proc)
+
+        def answers():
+            assert proc.poll() is None, f"{name} exited:\n{self.log_of(proc)[-3000:]}"
+            return self._server_answers(proc.base_url)
+
+        wait_until(answers, timeout=60, message=f"{name} to answer")
+        return proc
+
+    def _server_answers(self, base_url=None):
         try:
-            return requests.get(self.base_url + "/login", timeout=2).status_code == 200
+            return requests.get((base_url or self.base_url) + "/login", timeout=2).status_code == 200
         except requests.RequestException:
             return False
 
@@ -348,6 +372,8 @@ class Stack:
             "script_temp_path": os.path.join(self.workdir, "scripts"),
         }
         values.update(options)
+        # None leaves an option out: the worker's own default applies.
+        values = {key: value for key, value in values.items() if value is not None}
         os.makedirs(values["script_temp_path"], exist_ok=True)
         with open(ini, "w") as f:
             f.write("[jobrunner_worker]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
