@@ -35,7 +35,7 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
-# The API fuzz suite with a long profile (the test suite runs 10,000 requests).
+# The API fuzz suite with a long profile (the test suite runs 5,000 requests).
 fuzz: $(VENV)/.installed-test
 	JOBRUNNER_FUZZ_REQUESTS=$${JOBRUNNER_FUZZ_REQUESTS:-200000} $(BIN)/python -m pytest -q tests/fuzz
 
