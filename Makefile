@@ -32,10 +32,12 @@ run: $(VENV)/.installed-run
 	$(BIN)/python -m jobrunner.demo development.ini
 
 # The whole test suite: SQLite by default; set JOBRUNNER_TEST_DATABASE_URL for PostgreSQL.
+# Test times range from milliseconds to a minute: with worksteal a process that
+# runs out of tests takes some of the other's, rather than waiting for it.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q $(PYTEST_ARGS)
 
-# The API fuzz suite with a long profile (the test suite runs 10,000 requests).
+# The API fuzz suite with a long profile (the test suite runs 5,000 requests).
 fuzz: $(VENV)/.installed-test
 	JOBRUNNER_FUZZ_REQUESTS=$${JOBRUNNER_FUZZ_REQUESTS:-200000} $(BIN)/python -m pytest -q tests/fuzz
 

@@ -5,6 +5,7 @@ database: PostgreSQL when JOBRUNNER_TEST_DATABASE_URL is set, SQLite
 otherwise. Each test runs inside one outer transaction that is rolled back;
 the requests of a test commit savepoints inside it.
 """
+import functools
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import webtest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
@@ -35,7 +37,6 @@ from jobrunner.models import (
     get_engine,
     normalize_url,
 )
-from jobrunner.security.passwords import hash_password
 from jobrunner.signing import compute_signature
 
 REQUIRE_POSTGRES = os.environ.get("JOBRUNNER_REQUIRE_POSTGRES") == "1"
@@ -295,6 +296,16 @@ class UserClient:
 # --- factories ---------------------------------------------------------------
 
 
+@functools.cache
+def cheap_hash(password):
+    """An argon2 hash of `password` at the lowest cost. The application's
+    parameters spend about 0.3 s of CPU and 64 MiB per hash on purpose, and a
+    login verifies with the parameters stored in the hash: this keeps the many
+    users and logins of the tests cheap. The application's own hashing is
+    exercised by tests/security/test_sessions.py."""
+    return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(password)
+
+
 def utc(*args):
     return datetime(*args, tzinfo=timezone.utc)
 
@@ -318,11 +329,12 @@ class Factory:
     def group(self, name=None):
         return self._add(Group(name=name or self.unique("group")))
 
-    def user(self, username=None, password="secret", groups=(), is_admin=False, is_active=True):
+    def user(self, username=None, password="secret", groups=(), is_admin=False, is_active=True,
+             password_hash=None):
         return self._add(
             User(
                 username=username or self.unique("user"),
-                password_hash=hash_password(password),
+                password_hash=password_hash or cheap_hash(password),
                 email="user@example.com",
                 groups=list(groups),
                 is_admin=is_admin,

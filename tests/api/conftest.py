@@ -1,14 +1,11 @@
 """Fixtures of the API and security tests (tests/security imports them too)."""
-import functools
 import io
 import json
 
 import pytest
 import webtest
-from argon2 import PasswordHasher
 from sqlalchemy import event
 
-from jobrunner.models import User
 from tests.conftest import UserClient, WorkerClient
 
 
@@ -45,21 +42,9 @@ def anonymous(app, connection):
     return new_testapp(app)
 
 
-@functools.cache
-def secret_hash():
-    # Logging in verifies with the parameters stored in the hash: cheap ones
-    # keep the many logins of these tests fast. The real parameters are
-    # exercised by check_password(hash_password(...)) in test_sessions.
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    return cheap.hash("secret")
-
-
 def quick_user(factory, groups=(), is_admin=False, is_active=True):
-    """factory.user() with the password "secret", without hashing it again."""
-    return factory._add(User(
-        username=factory.unique("user"), password_hash=secret_hash(), email="user@example.com",
-        groups=list(groups), is_admin=is_admin, is_active=is_active,
-    ))
+    """factory.user() with the password "secret"."""
+    return factory.user(groups=groups, is_admin=is_admin, is_active=is_active)
 
 
 @pytest.fixture

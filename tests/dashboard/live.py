@@ -36,8 +36,8 @@ from jobrunner.models import (
     get_engine,
     normalize_url,
 )
-from jobrunner.security.passwords import hash_password
 from jobrunner.signing import compute_signature
+from tests.conftest import cheap_hash
 
 PASSWORD = "correct horse"
 TIMEZONE = "Europe/Amsterdam"
@@ -152,12 +152,12 @@ def seed(data):
         s.add_all([admins, viewers, reports_group])
         s.add_all(
             [
-                User(username="alice", password_hash=hash_password(PASSWORD), email="alice@example.com",
+                User(username="alice", password_hash=cheap_hash(PASSWORD), email="alice@example.com",
                      groups=[admins, reports_group]),
-                User(username="victor", password_hash=hash_password(PASSWORD), email="victor@example.com",
+                User(username="victor", password_hash=cheap_hash(PASSWORD), email="victor@example.com",
                      groups=[viewers]),
-                User(username="nora", password_hash=hash_password(PASSWORD), email="nora@example.com"),
-                User(username="root", password_hash=hash_password(PASSWORD), email="root@example.com",
+                User(username="nora", password_hash=cheap_hash(PASSWORD), email="nora@example.com"),
+                User(username="root", password_hash=cheap_hash(PASSWORD), email="root@example.com",
                      is_admin=True),
             ]
         )

@@ -9,9 +9,9 @@ from datetime import datetime
 import pytest
 
 from jobrunner.models import Group, Job, JobTemplate, Project, Run, User, Worker, WorkerPool
-from jobrunner.security.passwords import hash_password
 
 from bench.stack import Stack, database_from_environment
+from tests.conftest import cheap_hash
 
 PASSWORD = "e2e-password"
 # Unresponsive only after a minute without a ping: no test's worker is
@@ -117,7 +117,7 @@ class Scene:
         with stack.Session() as session:
             viewers = Group(name=f"viewers {tag}")
             admins = Group(name=f"admins {tag}")
-            self.admin = User(username=f"admin-{tag}", password_hash=hash_password(PASSWORD),
+            self.admin = User(username=f"admin-{tag}", password_hash=cheap_hash(PASSWORD),
                               email=f"admin-{tag}@example.com", groups=[admins])
             self.workers = [
                 # Registered just now: the scheduler gives it time to start.

@@ -5,8 +5,10 @@ wrong types, odd methods and method overrides, as every kind of caller.
 Whatever comes in: never a 5xx, every API error is JSON, and a rejected
 request leaves every table exactly as it was.
 
-JOBRUNNER_FUZZ_REQUESTS sets how many requests (default 10,000, which CI
-affords; `make fuzz` runs a longer profile).
+JOBRUNNER_FUZZ_REQUESTS sets how many requests in all (default 5,000, which
+CI affords; `make fuzz` runs a longer profile). They are split into PARTS
+tests of their own, so that `pytest -n` spreads them over its processes
+rather than leaving one process with the longest test of the suite.
 """
 import hashlib
 import io
@@ -14,6 +16,7 @@ import json
 import os
 from urllib.parse import quote, urlencode
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +25,9 @@ from jobrunner.signing import v1_header, v2_header
 from tests.api.conftest import HOST, SessionClient, new_testapp, quick_user
 from tests.fuzz.strategies import METHODS, OVERRIDES, RESOURCES_NOT_LISTED, body_for, query_for
 
-REQUESTS = int(os.environ.get("JOBRUNNER_FUZZ_REQUESTS", "10000"))
+REQUESTS = int(os.environ.get("JOBRUNNER_FUZZ_REQUESTS", "5000"))
+PARTS = 5
+PART_REQUESTS = max(1, REQUESTS // PARTS)
 PER_EXAMPLE = 50
 # Written by design even when a request is refused: the nonces of signed
 # requests and the failed logins (neither is reachable from the API).
@@ -128,7 +133,8 @@ def describe_api(app, admin):
             for name, entry in index.items()}
 
 
-def test_hostile_requests(app, connection, factory, world, other_world):
+@pytest.mark.parametrize("part", range(1, PARTS + 1))
+def test_hostile_requests(app, connection, factory, world, other_world, part):
     factory.run(world.job)
     factory.run_log(factory.run(world.job), "log")
     cast = callers(app, factory, world, other_world)
@@ -157,7 +163,7 @@ def test_hostile_requests(app, connection, factory, world, other_world):
 
     # Generation only: the explicit, reuse and target phases add nothing
     # here, and a failure still shrinks.
-    @settings(max_examples=max(1, REQUESTS // PER_EXAMPLE), deadline=None, database=None,
+    @settings(max_examples=max(1, PART_REQUESTS // PER_EXAMPLE), deadline=None, database=None,
               suppress_health_check=list(HealthCheck), phases=(Phase.generate, Phase.shrink))
     @given(st.lists(request, min_size=PER_EXAMPLE, max_size=PER_EXAMPLE))
     def run(batch):
@@ -185,4 +191,4 @@ def test_hostile_requests(app, connection, factory, world, other_world):
                 state["fingerprint"] = after
 
     run()
-    assert len(sent) >= REQUESTS
+    assert len(sent) >= PART_REQUESTS

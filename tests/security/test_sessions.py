@@ -2,6 +2,7 @@
 import json
 
 from jobrunner.models import Job
+from jobrunner.security.passwords import hash_password
 from tests.api.conftest import HOST, assert_error, new_testapp, quick_user
 from tests.conftest import csrf_token_of, uri
 
@@ -17,7 +18,7 @@ def api_status(client):
 
 
 def test_login_with_a_password_hashed_by_the_application(app, factory):
-    user = factory.user(password="correct horse")
+    user = factory.user(password_hash=hash_password("correct horse"))
     assert user.password_hash.startswith("$argon2")
     assert "correct horse" not in user.password_hash
     client = new_testapp(app)
