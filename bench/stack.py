@@ -264,11 +264,11 @@ class Stack:
         self.server = None
         self._closed = False
 
-    def _write_ini(self, name, settings):
+    def _write_ini(self, name, settings, port=None):
         lines = ["[app:main]", "use = egg:jobrunner"]
         lines += [f"{key} = {value}" for key, value in settings.items()]
         lines += [
-            "", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{self.port}",
+            "", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{port or self.port}",
             "threads = 8", "",
             "[loggers]", "keys = root", "", "[handlers]", "keys = console", "",
             "[formatters]", "keys = generic", "",
@@ -299,17 +299,28 @@ class Stack:
         self.processes.append(proc)
         return proc
 
-    def start_server(self):
-        """pserve on the stack's port (the same port every time)."""
-        proc = self.spawn("server", [os.path.join(BIN, "pserve"), self.ini])
-        self.server = proc
+    def start_server(self, port=None, name="server"):
+        """pserve on the stack's port (the same port every time), or a second
+        server process on the same database at `port` (one more address)."""
+        ini = self.ini if port is None else self._write_ini(name, self.settings, port)
+        proc = self.spawn(name, [os.path.join(BIN, "pserve"), ini])
+        if port is None:
+            self.server = proc
+        base_url = f"http://127.0.0.1:{port or self.port}"
 
         def answers():
             assert proc.poll() is None, f"the server exited:\n{self.log_of(proc)[-3000:]}"
-            return self._server_answers()
+            return self._server_answers(base_url)
 
         wait_until(answers, timeout=60, message="the server to answer")
         return proc
+
+    def kill_server(self):
+        """SIGKILL to the server: no clean-up, no answer to what it was doing."""
+        if self.server is not None:
+            os.killpg(self.server.pid, signal.SIGKILL)
+            self.server.wait(timeout=10)
+            self.server = None
 
     def stop_server(self):
         """Stops the server; its port is free again when this returns."""
@@ -317,9 +328,9 @@ class Stack:
             self.stop(self.server)
             self.server = None
 
-    def _server_answers(self):
+    def _server_answers(self, base_url=None):
         try:
-            return requests.get(self.base_url + "/login", timeout=2).status_code == 200
+            return requests.get((base_url or self.base_url) + "/login", timeout=2).status_code == 200
         except requests.RequestException:
             return False
 
