@@ -24,7 +24,7 @@ LONG = os.environ.get("JOBRUNNER_FAULTS_PROFILE") == "long"
 REPETITIONS = 3 if LONG else 1
 # Seconds of load and runs a second.
 LOAD_SECONDS = 16 if LONG else 9
-RATE = 4 if LONG else 3
+RATE = 3
 
 
 def backends(sqlite_applies=True):

@@ -59,6 +59,7 @@ class Load:
         self.tag = uuid.uuid4().hex[:8]
         self.run_ids = []
         self.processes = {}
+        self.failing = failing
         exit_line = "exit 1" if failing else "exit 0"
         script = (f'echo "start $JOBRUNNER_RUN_ID" >> {self.trace}\n'
                   f"sleep {script_seconds}\n"
@@ -216,7 +217,7 @@ class Load:
             run.id for run in runs.values()
             if run.return_dts is None
             or starts[run.id] == 0
-            or (not interrupted_ok and ends[run.id] and not run.return_success)
+            or (not interrupted_ok and not self.failing and ends[run.id] and not run.return_success)
         )
         after = [epoch(run.return_dts) for run in runs.values()
                  if run.return_dts is not None and epoch(run.return_dts) >= fault_end]
