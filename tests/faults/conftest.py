@@ -23,8 +23,14 @@ from .harness import FAULT_SETTINGS, Load
 LONG = os.environ.get("JOBRUNNER_FAULTS_PROFILE") == "long"
 REPETITIONS = 3 if LONG else 1
 # Seconds of load and runs a second.
-LOAD_SECONDS = 16 if LONG else 9
+LOAD_SECONDS = 12 if LONG else 6
 RATE = 3
+
+
+def long_only(variant, variants):
+    """The variants of a fault, with `variant` in the long profile only (the
+    short one must stay within a couple of minutes)."""
+    return [variant, *variants] if LONG else list(variants)
 
 
 def backends(sqlite_applies=True):
