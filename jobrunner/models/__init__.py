@@ -40,8 +40,9 @@ def get_engine(settings, prefix="sqlalchemy."):
     # A connection of the pool may have died with its server (a restart,
     # pg_terminate_backend): test each one as it is checked out, so the
     # first request after the database is back does not fail on it.
-    settings.setdefault(prefix + "pool_pre_ping", "true")
-    engine = engine_from_config(settings, prefix, future=True)
+    pre_ping = str(settings.pop(prefix + "pool_pre_ping", "true")).strip().lower()
+    engine = engine_from_config(settings, prefix, future=True,
+                                pool_pre_ping=pre_ping in ("true", "yes", "on", "1"))
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)
     return engine
