@@ -119,9 +119,11 @@ class Load:
             session.commit()
             return job.id
 
-    def run_now(self, job_id):
+    def run_now(self, job_id, worker_id=None):
+        """A run due now; with `worker_id`, pinned to that worker."""
         with self.stack.Session() as session:
-            run = Run(job_id=job_id, schedule_dts=datetime.now(timezone.utc), is_manual=True)
+            run = Run(job_id=job_id, schedule_dts=datetime.now(timezone.utc), is_manual=True,
+                      worker_id=worker_id)
             session.add(run)
             session.flush()
             run.schedule_id = run.id

@@ -8,7 +8,8 @@ import statistics
 import sys
 
 COLUMNS = ("fault", "database", "repetitions", "submitted", "completed", "failed (interrupted)",
-           "executed twice", "lost", "recovery s (median / max)", "load average")
+           "executed twice", "lost", "recovery s (median / max)", "claim latency s (median / max)",
+           "load average")
 
 
 def table(rows):
@@ -21,11 +22,14 @@ def table(rows):
         loads = [r["load_average"] for r in runs]
         recovery = (f"{statistics.median(recoveries):.1f} / {max(recoveries):.1f}"
                     if recoveries else "-")
+        medians = [r["claim_latency_median_s"] for r in runs if r.get("claim_latency_median_s") is not None]
+        highest = [r["claim_latency_max_s"] for r in runs if r.get("claim_latency_max_s") is not None]
+        latency = (f"{statistics.median(medians):.1f} / {max(highest):.1f}" if medians else "-")
         lines.append("| " + " | ".join(str(value) for value in (
             fault, "PostgreSQL" if database == "postgres" else "SQLite", len(runs),
             sum(r["submitted"] for r in runs), sum(r["completed"] for r in runs),
             sum(r["failed"] for r in runs), sum(r["executed_twice"] for r in runs),
-            sum(r["lost"] for r in runs), recovery,
+            sum(r["lost"] for r in runs), recovery, latency,
             f"{min(loads):.1f}-{max(loads):.1f}")) + " |")
     return "\n".join(lines)
 
