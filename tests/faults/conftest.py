@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from bench.stack import FreshDatabase, Stack, wait_until
+from bench.stack import FreshDatabase, Stack
 from tests.e2e.conftest import failed
 
 from . import cluster as private
@@ -97,15 +97,7 @@ class FaultScene:
         since = time.time()
         for number, base_url in enumerate(base_urls, start=1):
             load.start_worker(number, base_url=base_url, **options)
-
-        def pinged():
-            with load.stack.Session() as session:
-                from jobrunner.models import Worker
-                workers = [session.get(Worker, w.id) for w in load.workers]
-                return all(w.worker_version and w.ping_response_dts.timestamp() >= since
-                           for w in workers)
-
-        wait_until(pinged, timeout=60, message="the workers' first pings")
+        load.wait_pinged(since)
 
     def record(self, name, figures):
         row = {"fault": name, "database": self.backend,

@@ -161,6 +161,18 @@ class Load:
         self.processes[number] = proc
         return proc
 
+    def wait_pinged(self, since, numbers=None):
+        """Waits until the workers (all, or those `numbers`) pinged after `since`."""
+        chosen = [self.workers[n - 1] for n in (numbers or range(1, len(self.workers) + 1))]
+
+        def pinged():
+            with self.stack.Session() as session:
+                workers = [session.get(Worker, w.id) for w in chosen]
+                return all(w.worker_version and w.ping_response_dts.timestamp() >= since
+                           for w in workers)
+
+        wait_until(pinged, timeout=60, message="the workers' pings")
+
     def kill_worker(self, number):
         """SIGKILL to the worker alone: its scripts run on in their own groups."""
         proc = self.processes[number]

@@ -138,6 +138,9 @@ def test_two_servers_on_one_database(fault, database, rep, mail_sink):
     load.start_worker(2, base_url=second)
     fault_end = time.time()
     settle(load, last_due)
+    # A run-on-all-workers run pinned to a worker not yet heard of again
+    # would be failed: the expansion waits for worker 2's ping.
+    load.wait_pinged(fault_end, [2])
     load.scheduler_expands()
 
     figures = load.figures(fault_end, interrupted_ok=True)
