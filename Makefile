@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 # could shadow the package; there are none here, so that notice is only noise.
 PIP = PYTHONWARNINGS=ignore $(BIN)/pip --disable-pip-version-check
 
-.PHONY: run test install bench fuzz clean
+.PHONY: run test install bench fuzz faults clean
 
 # One stamp per set of packages: `make test` after `make run` still adds the
 # test extras, and neither reinstalls what is there unless setup.py changed.
@@ -40,6 +40,17 @@ test: $(VENV)/.installed-test
 # The API fuzz suite with a long profile (the test suite runs 5,000 requests).
 fuzz: $(VENV)/.installed-test
 	JOBRUNNER_FUZZ_REQUESTS=$${JOBRUNNER_FUZZ_REQUESTS:-200000} $(BIN)/python -m pytest -q tests/fuzz
+
+# The fault suite's long profile: every fault three times, on PostgreSQL (a
+# private cluster it starts itself) and on SQLite; prints the figures table
+# and writes it to var/faults/figures.md.
+FAULTS = var/faults
+faults: $(VENV)/.installed-test
+	mkdir -p $(FAULTS) && rm -f $(FAULTS)/figures.jsonl
+	JOBRUNNER_FAULTS_PROFILE=long JOBRUNNER_FAULTS_FIGURES=$(FAULTS)/figures.jsonl \
+		$(BIN)/python -m pytest -n 2 -q tests/faults $(PYTEST_ARGS); status=$$?; \
+		$(BIN)/python -m tests.faults.table $(FAULTS)/figures.jsonl | tee $(FAULTS)/figures.md; \
+		exit $$status
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py

@@ -307,17 +307,28 @@ class Stack:
         self.processes.append(proc)
         return proc
 
-    def start_server(self):
-        """pserve on the stack's port (the same port every time)."""
-        proc = self.spawn("server", [os.path.join(BIN, "pserve"), self.ini])
-        self.server = proc
+    def start_server(self, port=None, name="server"):
+        """pserve on the stack's port (the same port every time), or a second
+        server process on the same database at `port` (one more address)."""
+        ini = self.ini if port is None else self._write_ini(name, self.settings, port)
+        proc = self.spawn(name, [os.path.join(BIN, "pserve"), ini])
+        if port is None:
+            self.server = proc
+        base_url = f"http://127.0.0.1:{port or self.port}"
 
         def answers():
             assert proc.poll() is None, f"the server exited:\n{self.log_of(proc)[-3000:]}"
-            return self._server_answers()
+            return self._server_answers(base_url)
 
         wait_until(answers, timeout=60, message="the server to answer")
         return proc
+
+    def kill_server(self):
+        """SIGKILL to the server: no clean-up, no answer to what it was doing."""
+        if self.server is not None:
+            os.killpg(self.server.pid, signal.SIGKILL)
+            self.server.wait(timeout=10)
+            self.server = None
 
     def stop_server(self):
         """Stops the server; its port is free again when this returns."""
@@ -329,16 +340,10 @@ class Stack:
         """One more pserve on the same database and settings, on a port of
         its own (`proc.port`), as behind a proxy that spreads the requests."""
         port = free_port()
-        proc = self.spawn(name, [os.path.join(BIN, "pserve"), self._write_ini(name, self.settings, port)])
+        proc = self.start_server(port=port, name=name)
         proc.port = port
         proc.base_url = f"http://127.0.0.1:{port}"
         self.extra_servers.append(proc)
-
-        def answers():
-            assert proc.poll() is None, f"{name} exited:\n{self.log_of(proc)[-3000:]}"
-            return self._server_answers(proc.base_url)
-
-        wait_until(answers, timeout=60, message=f"{name} to answer")
         return proc
 
     def _server_answers(self, base_url=None):

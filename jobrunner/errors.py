@@ -6,7 +6,8 @@ import logging
 from pyramid.exceptions import BadCSRFToken
 from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPNotFound, HTTPSeeOther
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .domain_errors import DomainError, InvalidFields, NotAllowed, RunConflict
 
@@ -68,6 +69,25 @@ def domain_error(exc, request):
 def integrity_error(exc, request):
     log.info("integrity error: %s", exc)
     return json_error(request, 409, "The change conflicts with the stored data.")
+
+
+# How long a client is asked to wait while the database is away: about a
+# restart's time; workers retry with their own back-off anyway.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+@exception_view_config(OperationalError)
+@exception_view_config(InterfaceError)
+@exception_view_config(PoolTimeout)
+def database_unavailable(exc, request):
+    # The database is restarting, unreachable, or every connection is busy:
+    # nothing was changed (the transaction is aborted), so the request may be
+    # sent again. Logged without a traceback: it is the database's state, not
+    # a bug.
+    log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return json_error(request, 503, "The database is not available at the moment; try again shortly.",
+                      headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
 
 @exception_view_config(HTTPException)

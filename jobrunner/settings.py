@@ -139,6 +139,11 @@ class Settings:
     admin_emails: tuple = ()
     mail_folder: str = ""
     mail_sender: str | None = None
+    # Mail is handed to a sender thread after the commit, so a slow or
+    # hanging mail server holds up no request and no scheduler round;
+    # false sends it within the commit's hook (the tests read the mailbox
+    # at once).
+    mail_in_background: bool = True
     production: bool = False
     session_secret: str = ""
     secure_cookies: bool = False
@@ -184,6 +189,7 @@ class Settings:
             admin_emails=tuple(split_addresses(admin_emails)),
             mail_folder=_text(mapping, "jobrunner.mail_folder"),
             mail_sender=_text(mapping, "mail.default_sender") or None,
+            mail_in_background=asbool(mapping.get("jobrunner.mail_in_background", True)),
             production=asbool(mapping.get("jobrunner.production")),
             session_secret=str(mapping.get("jobrunner.session_secret") or ""),
             secure_cookies=asbool(mapping.get("jobrunner.secure_cookies")),

@@ -183,6 +183,8 @@ def app_settings(database_url, mail_port, **overrides):
         "mail.port": str(mail_port),
         "mail.default_sender": "jobrunner@example.com",
         "jobrunner.max_body_bytes": str(1024 * 1024),
+        # Mail within the commit: a test reads the mailbox at once.
+        "jobrunner.mail_in_background": "false",
     }
     settings.update(overrides)
     return settings

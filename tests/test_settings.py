@@ -69,6 +69,7 @@ def test_an_empty_section_gives_the_documented_defaults():
     assert settings.timezone == "UTC" and settings.tz == ZoneInfo("UTC")
     assert settings.base_url == "" and settings.mail_base_url == "http://localhost:6543"
     assert settings.admin_emails == () and settings.mail_folder == "" and settings.mail_sender is None
+    assert settings.mail_in_background is True
     assert settings.production is False and settings.secure_cookies is False
     assert settings.cookie_secret == "change-me"
     assert settings.max_body_bytes == 10 * 1024 * 1024

@@ -37,7 +37,12 @@ def normalize_url(url):
 def get_engine(settings, prefix="sqlalchemy."):
     settings = dict(settings)
     settings[prefix + "url"] = normalize_url(settings[prefix + "url"])
-    engine = engine_from_config(settings, prefix, future=True)
+    # A connection of the pool may have died with its server (a restart,
+    # pg_terminate_backend): test each one as it is checked out, so the
+    # first request after the database is back does not fail on it.
+    pre_ping = str(settings.pop(prefix + "pool_pre_ping", "true")).strip().lower()
+    engine = engine_from_config(settings, prefix, future=True,
+                                pool_pre_ping=pre_ping in ("true", "yes", "on", "1"))
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)
     return engine
@@ -89,6 +94,10 @@ def includeme(config):
     settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
     # A 4xx or 5xx answer changes nothing.
     settings.setdefault("tm.commit_veto", "pyramid_tm.default_commit_veto")
+    # pyramid_tm would otherwise ask for the user (a database query, and a
+    # nonce stored for a signed request) before any exception view can
+    # answer: with the database away that was a bare 500 from waitress.
+    settings.setdefault("tm.annotate_user", "false")
     config.include("pyramid_tm")
     config.include("pyramid_retry")
     engine = get_engine(settings)

@@ -77,6 +77,10 @@ class Scheduler:
         self.iterations = 0
         self.failed_iterations = 0
         self._failing = False
+        # When the database answered again after an iteration failed on it
+        # (None: no outage seen).
+        self.back_since = None
+        self._database_lost = False
 
     def in_transaction(self, work, write=True):
         """work(dbsession) in a transaction of its own, committed at the end."""
@@ -109,21 +113,41 @@ class Scheduler:
 
     def run_once(self, stop_event=None):
         """One pass over every duty. Returns what was done, for logs and tests."""
+        try:
+            return self._run_once(stop_event)
+        except Exception:
+            self._database_lost = True
+            raise
+
+    def judges_workers(self, now):
+        """Whether workers may be judged by their pings now. While the
+        database was away no ping could be stored: after an outage the
+        workers get one unresponsive limit to ping again, or every run under
+        way would be failed the moment the database is back."""
+        if self.back_since is None:
+            return True
+        return (now - self.back_since).total_seconds() >= self.settings.unresponsive_limit
+
+    def _run_once(self, stop_event):
         settings, context = self.settings, self.context
         summary = {"expanded": 0, "failed": 0, "freed": 0, "alerted": 0, "recovered": 0,
                    "timed_out": 0, "replaced": 0, "webhooks": 0, "purged": 0}
 
         now = utcnow()
         to_expand = self.in_transaction(lambda s: runs_to_expand(s, now), write=False)
+        if self._database_lost:
+            self._database_lost = False
+            self.back_since = now
         for created in self._each(
             to_expand, lambda s, c: len(expand_run(s, c[0], c[1], now)), stop_event
         ):
             summary["expanded"] += 1 if created else 0
 
         now = utcnow()
+        judging = self.judges_workers(now)
         held = self.in_transaction(
             lambda s: runs_of_unresponsive_workers(s, now, settings), write=False
-        )
+        ) if judging else []
         for outcome in self._each(
             held,
             lambda s, c: settle_run_of_unresponsive_worker(s, c[0], c[1], now, settings, context),
@@ -149,7 +173,8 @@ class Scheduler:
                 summary[outcome] += 1
 
         now = utcnow()
-        pools = self.in_transaction(lambda s: pools_to_check(s, now, settings), write=False)
+        pools = self.in_transaction(
+            lambda s: pools_to_check(s, now, settings), write=False) if judging else []
         for outcome in self._each(
             pools, lambda s, pool_id: check_pool(s, pool_id, now, settings, context), stop_event
         ):

@@ -2,8 +2,14 @@
 that cannot be rescheduled, a pool without a responsive worker), sent to
 every recipient once. A message goes out after the transaction that caused
 it commits, and not at all if it aborts; a mail server that is down is logged
-and never undoes or fails what was committed."""
+and never undoes or fails what was committed. Sending happens on a thread of
+its own (one per process, in order), so a mail server that hangs delays mail
+only: each attempt gives up after the mailer's timeout (10 s) and is logged;
+a message is sent at most once, and what is still queued when the process
+ends is not sent."""
 import logging
+import queue
+import threading
 from dataclasses import dataclass
 from email.policy import compat32
 from zoneinfo import ZoneInfo
@@ -47,6 +53,7 @@ class MailContext:
     admin_emails: list
     base_url: str
     sender: str | None = None
+    background: bool = False
 
 
 def mail_context_from_settings(settings, mailer, transaction_manager):
@@ -58,6 +65,7 @@ def mail_context_from_settings(settings, mailer, transaction_manager):
         admin_emails=list(settings.admin_emails),
         base_url=settings.mail_base_url,
         sender=settings.mail_sender,
+        background=settings.mail_in_background,
     )
 
 
@@ -98,16 +106,51 @@ def _send(context, subject, recipients, body):
     if not recipients:
         return
     message = SMTPMessage(subject=subject, recipients=recipients, body=body, sender=context.sender)
-    context.transaction_manager.get().addAfterCommitHook(_deliver, args=(context.mailer, message))
+    context.transaction_manager.get().addAfterCommitHook(
+        _deliver, args=(context.mailer, message, context.background))
 
 
-def _deliver(committed, mailer, message):
+def _deliver(committed, mailer, message, background=False):
     if not committed:
         return
+    if not background:
+        _send_now(mailer, message)
+        return
+    try:
+        _OUTBOX.put_nowait((mailer, message))
+    except queue.Full:
+        log.error("mail queue full (the mail server is down?): %r to %s not sent",
+                  message.subject, ", ".join(message.recipients))
+        return
+    _start_sender()
+
+
+def _send_now(mailer, message):
     try:
         mailer.send_immediately(message)
     except Exception:
         log.exception("could not send %r to %s", message.subject, ", ".join(message.recipients))
+
+
+# Bounded: a mail server that stays away costs memory for this many
+# messages at most; beyond it they are logged and dropped.
+_OUTBOX = queue.Queue(maxsize=1000)
+_SENDER_LOCK = threading.Lock()
+_sender = None
+
+
+def _start_sender():
+    global _sender
+    with _SENDER_LOCK:
+        if _sender is None or not _sender.is_alive():
+            _sender = threading.Thread(target=_send_queued, name="mail-sender", daemon=True)
+            _sender.start()
+
+
+def _send_queued():
+    while True:
+        mailer, message = _OUTBOX.get()
+        _send_now(mailer, message)
 
 
 def _local(context, dts):

@@ -2,6 +2,7 @@
 authorization, and the security headers of every answer."""
 from pyramid.csrf import SessionCSRFStoragePolicy
 from pyramid.session import SignedCookieSessionFactory
+from pyramid.tweens import EXCVIEW
 
 from ..settings import InsecureSettings  # noqa: F401 (raised when the app starts)
 from .headers import add_security_headers
@@ -57,8 +58,10 @@ def includeme(config):
     config.set_default_csrf_options(require_csrf=True, callback=csrf_required)
     config.set_default_permission(Permission.VIEW)
     config.add_subscriber(add_security_headers, "pyramid.events.NewResponse")
-    config.add_tween("jobrunner.security.signed_identity_tween_factory",
-                     under=("jobrunner.api.request_guard_tween_factory", "pyramid_tm.tm_tween_factory"))
+    # Below the exception views (and so below pyramid_tm and the API's
+    # guard): a database that is away while the nonce is stored is answered
+    # like anywhere else (503), not as a bare 500 from the server.
+    config.add_tween("jobrunner.security.signed_identity_tween_factory", under=EXCVIEW)
     config.add_route("login", "/login")
     config.add_route("logout", "/logout")
     config.add_route("account_tokens", "/account/tokens")

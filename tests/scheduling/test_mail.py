@@ -103,3 +103,37 @@ def test_a_failed_reschedule_sends_one_message_with_the_reason(world, factory, a
     assert recipients_of(messages[0]) == expected
     assert "no time within a day escapes the reschedule excludes" in messages[0]["body"]
     assert f"http://jobrunner.example/jobs/{job.id}" in messages[0]["body"]
+
+
+def test_a_hanging_mail_server_holds_up_no_request(world, factory, connection, database_url):
+    """A mail server that accepts and never answers: the failed run's return
+    is answered at once, the mail is left to the sender thread (which gives
+    up after the mailer's timeout and logs it)."""
+    import socket
+    import time
+
+    import webtest
+    from sqlalchemy.orm import sessionmaker
+
+    from jobrunner import main
+    from tests.conftest import WorkerClient, app_settings
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        app = main({}, **app_settings(database_url, silent.getsockname()[1],
+                                      **{"jobrunner.mail_in_background": "true"}))
+        app.registry["dbsession_factory"] = sessionmaker(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        client = WorkerClient(webtest.TestApp(app), world.worker)
+        runs = [factory.run(world.job), factory.run(factory.job(world.template, world.pool))]
+        for run in runs:
+            claim_and_start(client, run)
+        started = time.monotonic()
+        for run in runs:
+            fail(client, run)
+        # Each mail would wait for the mailer's 10 s timeout within the request.
+        assert time.monotonic() - started < 5
+    finally:
+        silent.close()

@@ -137,6 +137,48 @@ def test_the_loop_survives_a_database_outage_and_resumes(tmp_path, scheduler_set
     assert not thread.is_alive()
 
 
+def test_after_an_outage_workers_get_one_unresponsive_limit_to_ping_again(
+        tmp_path, scheduler_settings):
+    # No ping could be stored while the database was away: a worker whose
+    # last ping is old when it comes back is not unresponsive yet.
+    url = f"sqlite:///{tmp_path / 'later' / 'jobrunner.sqlite'}"
+    settings = dict(scheduler_settings, **{
+        "sqlalchemy.url": url, "jobrunner.worker.ping_interval": "0.5",
+        "jobrunner.worker.ping_margin": "0.5", "jobrunner.worker.unresponsive_after_intervals": "2"})
+    engine = get_engine(settings)
+    scheduler = Scheduler(
+        get_session_factory(engine), Settings.from_mapping(settings), Mailer.from_settings(settings)
+    )
+    try:
+        with pytest.raises(Exception):
+            scheduler.run_once()  # the database is away
+
+        (tmp_path / "later").mkdir()
+        upgrade(url)
+        session = get_session_factory(engine)()
+        factory = Factory(session)
+        worker = factory.worker(ping_response_dts=long_ago())
+        pool = factory.pool(workers=[worker])
+        job = factory.job(factory.template(factory.project(pools=[pool])), pool)
+        run = factory.run(job, worker=worker, enqueue_dts=now(), start_dts=now())
+        session.commit()
+        session.close()
+
+        def stored():
+            with get_session_factory(engine)() as fresh:
+                return fresh.get(Run, run.id)
+
+        assert scheduler.run_once()["failed"] == 0
+        assert stored().return_dts is None
+        # Still no ping once the limit (1.5 s) has passed since the database
+        # came back: now it is unresponsive.
+        wait_until(lambda: scheduler.run_once()["failed"] == 1, timeout=10,
+                   message="the run failed after the limit")
+        assert stored().return_success is False
+    finally:
+        engine.dispose()
+
+
 # --- embedded in the web process -----------------------------------------------------
 
 
