@@ -66,7 +66,8 @@ class Item:
     @property
     def __acl__(self):
         if self._acl is None:
-            self._acl = self.resource_type.reach.acl(self.collection.request.dbsession, self.obj)
+            request = self.collection.request
+            self._acl = self.resource_type.reach.acl(request.dbsession, self.obj, request.identity)
         return self._acl
 
 

@@ -58,7 +58,10 @@ def client(request, world, admin, session_for, as_worker):
         return admin
     if request.param == "viewer":
         return session_for(groups=[world.viewers])
-    return as_worker(world.worker)
+    worker = as_worker(world.worker)
+    # Its first request looks the worker up; the next ones find it kept.
+    worker.get("/api/v1/worker/")
+    return worker
 
 
 @pytest.mark.parametrize("resource, add", [("run", add_runs), ("job", add_jobs)])
