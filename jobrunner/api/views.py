@@ -167,8 +167,9 @@ def update_object(context, request):
     values = validate(rt, parse_json_body(request), timezone_of(request), obj=obj)
     UPDATE[rt.name](request, context, values)
     request.dbsession.flush()
-    request.dbsession.refresh(obj)
-    return json_response(request, serialize(rt, obj), status=202)
+    # No reload: the write functions leave the object as written (an
+    # UPDATE of their own returns its row).
+    return json_response(request, {**serialize(rt, obj), **context.answer_extra}, status=202)
 
 
 # --- errors ------------------------------------------------------------------
