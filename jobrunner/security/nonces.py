@@ -35,15 +35,18 @@ def remember_nonce(session_factory, worker_id, nonce):
         begin_write(dbsession)
         now = utcnow()
         insert = _INSERT[dbsession.get_bind().dialect.name]
-        result = dbsession.execute(
+        # RETURNING says whether the row went in (a rowcount is not reliable
+        # across drivers for ON CONFLICT).
+        stored = dbsession.execute(
             insert(RequestNonce.__table__)
             .values(worker_id=worker_id, nonce=nonce, seen_dts=now)
             .on_conflict_do_nothing()
-        )
+            .returning(RequestNonce.worker_id)
+        ).first()
         if time.monotonic() - _last_prune[0] > PRUNE_EVERY:
             _last_prune[0] = time.monotonic()
             dbsession.execute(delete(RequestNonce.__table__).where(RequestNonce.seen_dts < now - KEEP))
         dbsession.commit()
-        return result.rowcount == 1
+        return stored is not None
     finally:
         dbsession.close()
