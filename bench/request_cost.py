@@ -5,10 +5,11 @@
 Starts the server as bench/run.py does (pserve, 8 threads) and sends each
 call once per run, one request at a time on one keep-alive connection,
 reading the server process's CPU time (user + system, /proc) before and
-after each call. CPU time, unlike requests per second, hardly depends on
-what else the machine does (it still grows somewhat on a loaded machine:
-caches are shared). PostgreSQL's own CPU is not counted (other databases of
-the machine would be counted with it).
+after each call. CPU time depends less than requests per second on what
+else the machine does, but not little: on a machine loaded far beyond its
+cores it grew 2 to 3 times for unchanged calls. Compare runs made on a
+quiet machine. PostgreSQL's own CPU is not counted (other databases of the
+machine would be counted with it).
 
 Calls: the enqueueable list (8 runs due), the claim, GET of the job (the
 original worker's script), the start, POST and PATCH of the log, the return;
