@@ -27,6 +27,8 @@ DEFAULT_RETENTION_KEEP_PER_JOB = 100
 DEFAULT_SESSION_IDLE_TIMEOUT = 12 * 3600
 DEFAULT_SESSION_MAX_AGE = 14 * 24 * 3600
 DEFAULT_LOGIN_MAX_CONCURRENT_HASHES = 2
+DEFAULT_WORKER_CACHE_SECONDS = 2.0
+MAX_WORKER_CACHE_SECONDS = 10.0
 WORKER_WRITE_SCOPES = ("all", "protocol")
 
 DEFAULT_SESSION_SECRET = "change-me"
@@ -80,6 +82,16 @@ def _seconds(mapping, name, default):
         raise SettingsError(f"{name} must be a number of seconds, got {value!r}") from None
     if seconds < 0:
         raise SettingsError(f"{name} must not be negative, got {value!r}")
+    return seconds
+
+
+def _worker_cache_seconds(mapping):
+    name = "jobrunner.worker_cache_seconds"
+    seconds = _seconds(mapping, name, DEFAULT_WORKER_CACHE_SECONDS)
+    # A revoked key or a disabled worker must not work for long in the
+    # processes that did not make the change.
+    if seconds > MAX_WORKER_CACHE_SECONDS:
+        raise SettingsError(f"{name} may be at most {MAX_WORKER_CACHE_SECONDS:g}, got {seconds:g}")
     return seconds
 
 
@@ -162,6 +174,9 @@ class Settings:
     retention_keep_per_job: int = DEFAULT_RETENTION_KEEP_PER_JOB
     worker_write_scope: str = "all"
     accept_v1_signatures: bool = True
+    # How long a server process trusts what it looked up about a signing
+    # worker (security/workers.py); 0 looks it up on every request.
+    worker_cache_seconds: float = DEFAULT_WORKER_CACHE_SECONDS
     session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT
     session_max_age: float = DEFAULT_SESSION_MAX_AGE
     login_max_concurrent_hashes: int = DEFAULT_LOGIN_MAX_CONCURRENT_HASHES
@@ -210,6 +225,7 @@ class Settings:
             ),
             worker_write_scope=scope,
             accept_v1_signatures=True if v1 is None or str(v1).strip() == "" else asbool(v1),
+            worker_cache_seconds=_worker_cache_seconds(mapping),
             session_idle_timeout=_seconds(mapping, "jobrunner.session.idle_timeout", DEFAULT_SESSION_IDLE_TIMEOUT),
             session_max_age=_seconds(mapping, "jobrunner.session.max_age", DEFAULT_SESSION_MAX_AGE),
             login_max_concurrent_hashes=_at_least_one(

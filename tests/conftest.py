@@ -185,6 +185,10 @@ def app_settings(database_url, mail_port, **overrides):
         "jobrunner.max_body_bytes": str(1024 * 1024),
         # Mail within the commit: a test reads the mailbox at once.
         "jobrunner.mail_in_background": "false",
+        # The longest a process keeps a signing worker: tests that count
+        # statements find it kept however slow the machine (changes made in
+        # the tests' process empty it at once anyway).
+        "jobrunner.worker_cache_seconds": "10",
     }
     settings.update(overrides)
     return settings

@@ -122,7 +122,8 @@ def _save_worker(request, resource, obj, values):
 
 
 def rotate_secret(request, worker):
-    """A new secret for a worker: the old one stops working at once."""
+    """A new secret for a worker: the old one stops working at once in this
+    process, and within jobrunner.worker_cache_seconds in the others."""
     _, worker.secret = new_worker_credentials()
     request.dbsession.flush()
     return worker.secret

@@ -1,7 +1,7 @@
 """The REST resources: each one's fields, filters, orderings and relations,
 and which reach (jobrunner.security.reach) decides who sees its objects."""
 import colander
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..jobs import CONCURRENCY_POLICIES, INTERVAL_TYPES, MISFIRE_POLICIES
 from ..models import (
@@ -78,6 +78,10 @@ class ResourceType:
         raise NotImplementedError
 
     def load_options(self):
+        return ()
+
+    def item_options(self):
+        """Loader options of one object of the kind, as an item's URL finds it."""
         return ()
 
     # --- output ----------------------------------------------------------
@@ -300,11 +304,18 @@ class RunResource(ResourceType):
             field(Boolean(), "timed_out", default=False,
                   help_text="Killed for its job's timeout; set by the run's worker with its "
                             "return only."),
+            field(Text(), "log_content", kind="write_only",
+                  help_text="Write-only: the run's whole final log, sent by its worker with "
+                            "the return (return_dts) only; it creates or replaces the run's log."),
         ]
 
     def load_options(self):
         # Only the log's id: a list of runs must not drag their logs along.
         return (selectinload(Run.run_log).load_only(RunLog.id, RunLog.run_id),)
+
+    def item_options(self):
+        # One statement for the run and its log's id (never the log itself).
+        return (joinedload(Run.run_log).load_only(RunLog.id),)
 
 
 class KillRequestResource(ResourceType):

@@ -45,7 +45,8 @@ class Collection:
 
     def __getitem__(self, key):
         id_ = object_id(key)
-        obj = None if id_ is None else self.request.dbsession.get(self.resource_type.model, id_)
+        rt = self.resource_type
+        obj = None if id_ is None else self.request.dbsession.get(rt.model, id_, options=rt.item_options())
         if obj is None:
             raise KeyError(key)
         return Item(self, obj)
@@ -62,11 +63,14 @@ class Item:
         self.resource_type = collection.resource_type
         self.obj = obj
         self._acl = None
+        # Fields an answer carries beside the object's own (a claim's script).
+        self.answer_extra = {}
 
     @property
     def __acl__(self):
         if self._acl is None:
-            self._acl = self.resource_type.reach.acl(self.collection.request.dbsession, self.obj)
+            request = self.collection.request
+            self._acl = self.resource_type.reach.acl(request.dbsession, self.obj, request.identity)
         return self._acl
 
 

@@ -172,8 +172,10 @@ def update_object(context, request):
                       settings=settings_of(request))
     UPDATE[rt.name](request, context, values)
     request.dbsession.flush()
-    request.dbsession.refresh(obj)
-    return json_response(request, serialize(rt, obj, settings_of(request)), status=202)
+    # No reload: the write functions leave the object as written (an
+    # UPDATE of their own returns its row).
+    return json_response(request, {**serialize(rt, obj, settings_of(request)), **context.answer_extra},
+                         status=202)
 
 
 # --- errors ------------------------------------------------------------------

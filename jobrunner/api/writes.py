@@ -160,7 +160,9 @@ def update_run(request, item, values):
         enqueue_dts = values.pop("enqueue_dts")
         if enqueue_dts is not None and run.enqueue_dts is None:
             for_worker_id = values.pop("worker", worker.id if worker is not None else None)
-            runs.claim(dbsession, run, worker, enqueue_dts, for_worker_id)
+            script = runs.claim(dbsession, run, worker, enqueue_dts, for_worker_id)
+            # The worker needs the script next: it comes with the claim.
+            item.answer_extra["script_content"] = script
         elif enqueue_dts is None and run.enqueue_dts is not None:
             release_worker = "worker" in values and values.pop("worker") is None
             runs.release(dbsession, run, worker, release_worker, values.pop("start_dts", None))
@@ -185,7 +187,7 @@ def update_run(request, item, values):
     return run
 
 
-FENCED_RUN_FIELDS = ("start_dts", "pid", "return_dts", "return_success", "timed_out")
+FENCED_RUN_FIELDS = ("start_dts", "pid", "return_dts", "return_success", "timed_out", "log_content")
 
 
 # --- kill_request and run_log --------------------------------------------------

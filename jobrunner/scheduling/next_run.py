@@ -23,7 +23,7 @@ from ..domain_errors import InvalidFields
 from ..jobs import has_pending_run
 from ..models import Run, utcnow
 from . import notify
-from .schedule import RescheduleError, Schedule, first_time, next_time
+from .schedule import RescheduleError, Schedule, first_time, next_time, recurs
 from .runs import create_run
 
 OVERLAPPING_POLICIES = ("allow", "replace")
@@ -92,15 +92,22 @@ def schedule_next(dbsession, job, context, now):
 def next_run_at_return(dbsession, job, context, now):
     """After a return: forbid waits until no run of the job is pending;
     allow and replace until none is waiting to be claimed."""
+    if not recurs(job.reschedule_interval, job.reschedule_interval_type, job.cron_expression):
+        return None
     waiting_only = job.concurrency_policy in OVERLAPPING_POLICIES
     if has_pending_run(dbsession, job.id, waiting_only=waiting_only):
         return None
     return schedule_next(dbsession, job, context, now)
 
 
+def next_run_at_start_for(concurrency_policy):
+    """Whether a job of this policy may make its next run when a run starts."""
+    return concurrency_policy in OVERLAPPING_POLICIES
+
+
 def next_run_at_start(dbsession, job, context, now):
     """When a run starts: allow and replace schedule the next run at once."""
-    if job.concurrency_policy not in OVERLAPPING_POLICIES:
+    if not next_run_at_start_for(job.concurrency_policy):
         return None
     if has_pending_run(dbsession, job.id, waiting_only=True):
         return None

@@ -22,6 +22,7 @@ jobrunner.errors; the REST API and the scheduler call the same code.
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..domain_errors import InvalidFields, NotAllowed, NotHolder, RunConflict
 from ..models import Job, KillRequest, Run, RunLog, utcnow
@@ -29,15 +30,23 @@ from .enqueueable import enqueueable_run_ids
 
 __all__ = [
     "RunConflict", "NotHolder", "create_run", "claim", "release", "reset_claim", "progress",
-    "report_return", "mark_returned", "append_log", "create_log", "holder_update",
+    "report_return", "mark_returned", "append_log", "create_log", "write_final_log", "holder_update",
     "request_kill", "check_schedule", "move_schedule",
 ]
 
 
-def lock_job(dbsession, job_id):
+def lock_job(dbsession, job_id, column=Job.id):
     """Serialises claims and returns of one job's runs (no-op on SQLite,
-    whose writers are serialised by BEGIN IMMEDIATE already)."""
-    dbsession.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+    whose writers are serialised by BEGIN IMMEDIATE already). Returns the
+    job's `column`, read under the lock."""
+    return dbsession.scalar(select(column).where(Job.id == job_id).with_for_update())
+
+
+def _written(run, row):
+    """The run's attributes as an UPDATE ... RETURNING wrote them: the
+    answer is built from them, without reloading the run."""
+    for name, value in row._mapping.items():
+        set_committed_value(run, name, value)
 
 
 def create_run(dbsession, job, schedule_dts, is_manual, schedule_children=True, worker_id=None,
@@ -92,22 +101,24 @@ def require_holder(run, worker):
 
 
 def claim(dbsession, run, worker, enqueue_dts, for_worker_id):
-    """`worker` (None when a user asks) claims `run` for `for_worker_id`."""
+    """`worker` (None when a user asks) claims `run` for `for_worker_id`.
+    Returns the job's script as it stands at the claim (read under the
+    job's lock, so it is the script of the claimed run)."""
     if worker is None:
         raise NotAllowed("Only a worker claims a run.")
     if for_worker_id != worker.id:
         raise NotAllowed("A worker claims runs for itself only.")
-    lock_job(dbsession, run.job_id)
-    result = dbsession.execute(
-        update(Run)
+    script = lock_job(dbsession, run.job_id, Job.script_content)
+    row = dbsession.execute(
+        update(Run.__table__)
         .where(Run.id == run.id, Run.id.in_(enqueueable_run_ids(worker, utcnow())))
         .values(enqueue_dts=enqueue_dts, worker_id=worker.id)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+        .returning(*Run.__table__.c)
+    ).first()
+    if row is None:
         raise RunConflict("The run is no longer enqueueable for this worker.")
-    # Reloaded on next use: the API's answer reloads the run anyway.
-    dbsession.expire(run)
+    _written(run, row)
+    return script
 
 
 def release(dbsession, run, worker, release_worker, start_dts=None):
@@ -152,28 +163,34 @@ def progress(dbsession, run, worker, context=None, **values):
     return, the outcome (return_success) of a run that has not returned.
     A start makes the next run of a job that allows or replaces
     overlapping runs."""
-    from .next_run import next_run_at_start
+    from .next_run import next_run_at_start, next_run_at_start_for
 
     _require_running(run, worker)
-    if "timed_out" in values:
-        raise InvalidFields({"timed_out": "timed_out is set with the return (return_dts)."})
+    for name in ("timed_out", "log_content"):
+        if name in values:
+            raise InvalidFields({name: f"{name} is set with the return (return_dts)."})
     starting = values.get("start_dts") is not None and run.start_dts is None
     for name, value in values.items():
         setattr(run, name, value)
     if starting and context is not None:
         dbsession.flush()
         # Two runs of the job starting at once make one next run.
-        lock_job(dbsession, run.job_id)
-        next_run_at_start(dbsession, dbsession.get(Job, run.job_id), context, utcnow())
+        policy = lock_job(dbsession, run.job_id, Job.concurrency_policy)
+        if next_run_at_start_for(policy):
+            next_run_at_start(dbsession, dbsession.get(Job, run.job_id), context, utcnow())
 
 
-def report_return(dbsession, run, worker, return_dts, return_success, context, **values):
+def report_return(dbsession, run, worker, return_dts, return_success, context, log_content=None,
+                  **values):
     """The holder returns the run; what a return sets in motion (the job's
     failure count, mail, children, the next schedule) follows in the same
-    transaction."""
+    transaction. With `log_content` the run's final log is written first
+    (created or replaced), under the same holder check as any log write."""
     from .returns import process_return
 
     _require_running(run, worker)
+    if log_content is not None:
+        write_final_log(dbsession, run, worker, log_content)
     for name, value in values.items():
         setattr(run, name, value)
     dbsession.flush()
@@ -185,20 +202,21 @@ def mark_returned(dbsession, run, return_dts, return_success, worker_id=None):
     """Sets the return once (for `worker_id` only, when given); a second
     return is a RunConflict and changes nothing."""
     # Siblings of a schedule return one after the other, so exactly one of
-    # them sees the schedule complete and schedules the children.
-    lock_job(dbsession, run.job_id)
+    # them sees the schedule complete and schedules the children. (The whole
+    # job: what the return sets in motion reads it next.)
+    dbsession.get(Job, run.job_id, with_for_update=True)
     conditions = [Run.id == run.id, Run.return_dts.is_(None)]
     if worker_id is not None:
         conditions.append(Run.worker_id == worker_id)
-    result = dbsession.execute(
-        update(Run)
+    row = dbsession.execute(
+        update(Run.__table__)
         .where(*conditions)
         .values(return_dts=return_dts, return_success=bool(return_success))
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+        .returning(*Run.__table__.c)
+    ).first()
+    if row is None:
         raise RunConflict("The run has returned already.")
-    dbsession.refresh(run)
+    _written(run, row)
 
 
 # --- the log and kill requests -----------------------------------------------------
@@ -215,6 +233,27 @@ def create_log(dbsession, run, worker, content):
     dbsession.add(log)
     dbsession.flush()
     return log
+
+
+def write_final_log(dbsession, run, worker, content):
+    """The holder's whole log of a run about to return: the run's one log,
+    created or replaced."""
+    require_holder(run, worker)
+    _require_log_open(run)
+    log_id = dbsession.scalar(
+        update(RunLog.__table__).where(RunLog.run_id == run.id).values(content=content)
+        .returning(RunLog.id)
+    )
+    if log_id is None:
+        log = RunLog(run_id=run.id, content=content)
+        dbsession.add(log)
+        dbsession.flush()
+        set_committed_value(run, "run_log", log)
+        return
+    # A copy of the log loaded earlier in this session is out of date.
+    loaded = dbsession.identity_map.get(dbsession.identity_key(RunLog, log_id))
+    if loaded is not None:
+        dbsession.expire(loaded, ["content"])
 
 
 def holder_update(obj, worker, values):

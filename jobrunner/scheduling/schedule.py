@@ -60,12 +60,17 @@ class Schedule:
 
     @property
     def is_recurring(self) -> bool:
-        """Whether it makes runs at all (an interval with its type, or a cron expression)."""
-        return self.is_cron or bool(self.interval and self.interval_type)
+        return recurs(self.interval, self.interval_type, self.cron_expression)
 
     def tzinfo(self, default_timezone):
         """The schedule's zone, else ``default_timezone`` (a tzinfo or an IANA name)."""
         return as_tzinfo(self.timezone, default_timezone)
+
+
+def recurs(interval, interval_type, cron_expression) -> bool:
+    """Whether a schedule makes runs at all (an interval with its type, or a
+    cron expression); from the job's columns, without loading its excludes."""
+    return cron_expression is not None or bool(interval and interval_type)
 
 
 def schedule_errors(schedule: Schedule) -> Dict[str, str]:

@@ -8,7 +8,8 @@ from ..settings import InsecureSettings  # noqa: F401 (raised when the app start
 from .headers import add_security_headers
 from .passwords import limit_concurrent_hashes
 from .permissions import Permission  # noqa: F401
-from .policies import JobRunnerSecurityPolicy, api_key_header, is_hmac_request
+from .policies import WORKER_CACHE_KEY, JobRunnerSecurityPolicy, api_key_header, is_hmac_request
+from .workers import WorkerCache
 
 
 def csrf_required(request):
@@ -23,8 +24,9 @@ def csrf_required(request):
 
 def signed_identity_tween_factory(handler, registry):
     """Judges a worker's signature before anything opens the request's
-    transaction: a v2 nonce is stored in a short transaction of its own,
-    which on SQLite must not wait for the request's write lock."""
+    transaction: the worker's look-up (when not cached) and a v2 nonce use
+    short transactions of their own, which on SQLite must not wait for the
+    request's write lock."""
 
     def tween(request):
         if is_hmac_request(request):
@@ -53,6 +55,7 @@ def includeme(config):
         )
     )
     limit_concurrent_hashes(settings.login_max_concurrent_hashes)
+    config.registry[WORKER_CACHE_KEY] = WorkerCache(settings.worker_cache_seconds)
     config.set_security_policy(JobRunnerSecurityPolicy())
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.set_default_csrf_options(require_csrf=True, callback=csrf_required)

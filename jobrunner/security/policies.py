@@ -5,18 +5,18 @@ from dataclasses import dataclass, field
 from pyramid.authentication import SessionAuthenticationHelper
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.request import RequestLocalCache
-from sqlalchemy import select
-
 from ..audit import actor_of_user, set_actor
-from ..models import User, Worker
+from ..models import User
 from ..signing import is_signed, parse_header
 from .nonces import remember_nonce
 from .permissions import ADMIN_PRINCIPAL, group_principal, worker_principal
 from .sessions import SESSION_TOKEN_KEY, session_user
 from .tokens import token_user
+from .workers import SigningWorker
 
 SENT_METHOD_KEY = "jobrunner.sent_method"
-VERIFIED_WORKER_KEY = "jobrunner.verified_worker_id"
+VERIFIED_WORKER_KEY = "jobrunner.verified_worker"
+WORKER_CACHE_KEY = "jobrunner.worker_cache"
 BEARER_PREFIX = "Bearer "
 
 
@@ -29,7 +29,7 @@ class Identity:
 
     via: str
     user: User | None = None
-    worker: Worker | None = None
+    worker: SigningWorker | None = None
     principals: list = field(default_factory=list)
 
     @property
@@ -68,25 +68,24 @@ def user_identity(user, via):
 
 class SignatureSecurityPolicy:
     """Workers: v2 (`JobRunner-HMAC-SHA256 ...`) or, while allowed, v1
-    (`ApiKey <api_key>:<hex hmac-sha1>`)."""
+    (`ApiKey <api_key>:<hex hmac-sha1>`).
+
+    The worker is looked up in the process's WorkerCache (workers.py), not
+    per request; a v2 nonce is remembered in the database on every request."""
 
     def identity(self, request):
         signed = parse_header(api_key_header(request))
         if signed is None:
             return None
-        if signed.version == 1:
-            if not request.registry.jobrunner_settings.accept_v1_signatures:
-                return None
-            worker = self._verified(request, request.dbsession, signed)
-        else:
-            # A retried attempt of this request (pyramid_retry makes a new
-            # request from the same environ) must not meet its own nonce.
-            worker_id = request.environ.get(VERIFIED_WORKER_KEY)
-            if worker_id is None:
-                worker_id = self._verified_v2(request, signed)
-                request.environ[VERIFIED_WORKER_KEY] = worker_id
-            worker = request.dbsession.get(Worker, worker_id) if worker_id else None
+        if signed.version == 1 and not request.registry.jobrunner_settings.accept_v1_signatures:
+            return None
+        # A retried attempt of this request (pyramid_retry makes a new
+        # request from the same environ) must not meet its own nonce.
+        worker = request.environ.get(VERIFIED_WORKER_KEY)
         if worker is None:
+            worker = self._verified(request, signed)
+            request.environ[VERIFIED_WORKER_KEY] = worker or False
+        if not worker:
             return None
         return Identity(
             via="signature",
@@ -94,32 +93,22 @@ class SignatureSecurityPolicy:
             principals=[Everyone, Authenticated, worker_principal(worker.api_key), "role:worker"],
         )
 
-    def _verified(self, request, dbsession, signed):
-        worker = dbsession.scalar(select(Worker).where(Worker.api_key == signed.api_key))
-        # Compute a signature even for an unknown key, so timing does not tell
-        # which keys exist.
-        secret = worker.secret if worker is not None else "-"
-        valid = signed.verify(secret, signed_methods(request), request_path_qs(request), request.body)
-        return worker if valid and worker is not None else None
-
-    def _verified_v2(self, request, signed):
-        """The worker's id once the signature, the clock and the nonce pass.
-
-        The nonce is stored in a transaction of its own before the request's
-        transaction starts (on SQLite a writing request holds the database's
-        write lock from its first statement)."""
+    def _verified(self, request, signed):
+        """The SigningWorker once the signature (and for v2 the clock and
+        the nonce) pass, else None."""
         if not signed.fresh():
             return None
         factory = request.registry["dbsession_factory"]
-        lookup = factory()
-        try:
-            worker = self._verified(request, lookup, signed)
-            worker_id = worker.id if worker is not None else None
-        finally:
-            lookup.close()
-        if worker_id is None or not remember_nonce(factory, worker_id, signed.nonce):
+        found = request.registry[WORKER_CACHE_KEY].get(factory, signed.api_key)
+        # Compute a signature even for an unknown key, so timing does not tell
+        # which keys exist.
+        worker, secret = found if found is not None else (None, "-")
+        valid = signed.verify(secret, signed_methods(request), request_path_qs(request), request.body)
+        if not valid or worker is None:
             return None
-        return worker_id
+        if signed.version == 2 and not remember_nonce(factory, worker.id, signed.nonce):
+            return None
+        return worker
 
     def remember(self, request, userid, **kw):
         return []

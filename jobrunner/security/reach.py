@@ -81,11 +81,12 @@ def _projects_reached(way, member_ids):
 
 
 def reached_project_ids(identity):
-    """A SELECT of the ids of the projects the caller reaches; None means all."""
+    """The ids of the projects the caller reaches (a SELECT of them, or for
+    a worker the list its identity holds); None means all."""
     if identity.is_admin:
         return None
     if identity.worker is not None:
-        return _projects_reached(WORKER_OF_POOL, [identity.worker.id])
+        return sorted(identity.worker.project_ids)
     group_ids = select(user_groups.c.group_id).where(user_groups.c.user_id == identity.user.id)
     return union(_projects_reached(VIEWER, group_ids), _projects_reached(ADMIN, group_ids))
 
@@ -99,6 +100,16 @@ def managed_project_ids(identity):
         return select(Project.id).where(false())
     group_ids = select(user_groups.c.group_id).where(user_groups.c.user_id == identity.user.id)
     return _projects_reached(ADMIN, group_ids)
+
+
+def role_permissions(view_only):
+    """What each way into a project allows."""
+    return {
+        VIEWER.role: Permission.VIEW,
+        # MANAGE: the admin pages only; the API never asks for it.
+        ADMIN.role: Permission.VIEW if view_only else PROJECT_ADMIN_PERMISSIONS + (Permission.MANAGE,),
+        WORKER_OF_POOL.role: Permission.VIEW if view_only else WORKER_PERMISSIONS,
+    }
 
 
 def project_acl(dbsession, project_ids, view_only=False, ways=WAYS):
@@ -124,12 +135,7 @@ def project_acl(dbsession, project_ids, view_only=False, ways=WAYS):
     ]
     # UNION, not UNION ALL: each principal once per role.
     rows = dbsession.execute(union(*members)).all()
-    permissions = {
-        VIEWER.role: Permission.VIEW,
-        # MANAGE: the admin pages only; the API never asks for it.
-        ADMIN.role: Permission.VIEW if view_only else PROJECT_ADMIN_PERMISSIONS + (Permission.MANAGE,),
-        WORKER_OF_POOL.role: Permission.VIEW if view_only else WORKER_PERMISSIONS,
-    }
+    permissions = role_permissions(view_only)
     for way in ways:
         acl += [(Allow, way.principal(name), permissions[way.role]) for role, name in rows if role == way.role]
     return acl
@@ -206,9 +212,28 @@ class Reach:
             return query
         return query.where(self.hang.in_projects(project_ids))
 
-    def acl(self, dbsession, obj):
+    def acl(self, dbsession, obj, identity=None):
+        """The object's ACL; for a signing worker (`identity`) only the
+        entries that concern it, which need no query of the members."""
+        if identity is not None and identity.worker is not None:
+            return [(Allow, ADMIN_PRINCIPAL, ALL_PERMISSIONS)] + self.worker_entries(
+                dbsession, obj, identity.worker) + [DENY_ALL]
         project_ids = self.hang.project_ids_of(obj)
         return project_acl(dbsession, project_ids, view_only=self.view_only) + [DENY_ALL]
+
+    def worker_entries(self, dbsession, obj, worker):
+        """What project_acl gives the worker's principal, from the projects
+        the worker reaches (held by its identity, security/workers.py)."""
+        if not self.reached_by(dbsession, obj, worker):
+            return []
+        permissions = role_permissions(self.view_only)[WORKER_OF_POOL.role]
+        return [(Allow, worker_principal(worker.api_key), permissions)]
+
+    def reached_by(self, dbsession, obj, worker):
+        project_ids = self.hang.project_ids_of(obj)
+        if isinstance(project_ids, Select):
+            project_ids = dbsession.scalars(project_ids)
+        return any(project_id in worker.project_ids for project_id in project_ids)
 
 
 class SharedReach(Reach):
@@ -227,7 +252,12 @@ class WorkerReach(SharedReach):
             return query.where(Worker.id == identity.worker.id)
         return super().narrow(query, identity)
 
-    def acl(self, dbsession, obj):
+    def worker_entries(self, dbsession, obj, worker):
+        return [(Allow, worker_principal(obj.api_key), (Permission.VIEW, Permission.EDIT))]
+
+    def acl(self, dbsession, obj, identity=None):
+        if identity is not None and identity.worker is not None:
+            return super().acl(dbsession, obj, identity)
         users = project_acl(dbsession, self.hang.project_ids_of(obj), view_only=True,
                             ways=(VIEWER, ADMIN))
         return users + [(Allow, worker_principal(obj.api_key), (Permission.VIEW, Permission.EDIT)),
@@ -247,7 +277,9 @@ class GroupReach(SharedReach):
             Group.id.in_(select(user_groups.c.group_id).where(user_groups.c.user_id == identity.user.id))
         )
 
-    def acl(self, dbsession, obj):
+    def acl(self, dbsession, obj, identity=None):
+        if identity is not None and identity.worker is not None:
+            return super().acl(dbsession, obj, identity)
         workers = project_acl(dbsession, self.hang.project_ids_of(obj), view_only=True,
                               ways=(WORKER_OF_POOL,))
         return workers + [(Allow, group_principal(obj.name), Permission.VIEW), DENY_ALL]
@@ -263,7 +295,12 @@ class AuditReach(Reach):
             return query
         return query.where(self.hang.in_projects(project_ids))
 
-    def acl(self, dbsession, obj):
+    def worker_entries(self, dbsession, obj, worker):
+        return []
+
+    def acl(self, dbsession, obj, identity=None):
+        if identity is not None and identity.worker is not None:
+            return super().acl(dbsession, obj, identity)
         if obj.project_id is None:
             return [(Allow, ADMIN_PRINCIPAL, ALL_PERMISSIONS), DENY_ALL]
         admins = project_acl(dbsession, [obj.project_id], view_only=True, ways=(ADMIN,))

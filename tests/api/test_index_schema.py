@@ -40,7 +40,7 @@ RESOURCES = {
         ["get", "post"], ["get", "patch"],
         {"job", "worker", "run_log", "schedule_id", "schedule_dts", "enqueue_dts", "start_dts",
          "return_dts", "return_success", "pid", "is_manual", "schedule_children", "attempt",
-         "timed_out"},
+         "timed_out", "log_content"},
         {"run_log", "schedule_id", "is_manual", "attempt"},
     ),
     "kill_request": (

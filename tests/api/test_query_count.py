@@ -46,6 +46,7 @@ def add_jobs(factory, world, count):
 
 
 def statements_for(client, count_statements, path, expected_objects):
+    client.get(path)  # anything a request keeps (a worker's identity) is kept now
     with count_statements:
         res = client.get(path)
     assert len(res.json["objects"]) == expected_objects
@@ -58,7 +59,10 @@ def client(request, world, admin, session_for, as_worker):
         return admin
     if request.param == "viewer":
         return session_for(groups=[world.viewers])
-    return as_worker(world.worker)
+    worker = as_worker(world.worker)
+    # Its first request looks the worker up; the next ones find it kept.
+    worker.get("/api/v1/worker/")
+    return worker
 
 
 @pytest.mark.parametrize("resource, add", [("run", add_runs), ("job", add_jobs)])

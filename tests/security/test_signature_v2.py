@@ -140,12 +140,32 @@ def test_a_v1_signature_is_no_csrf_exemption_when_wrong(world, admin, dbsession)
 def test_old_nonces_are_purged(world, testapp, dbsession):
     from datetime import timedelta
 
+    from jobrunner.security import nonces
     from tests.conftest import now
 
+    # Old nonces go once in nonces.PRUNE_EVERY seconds, with the request
+    # that finds the last purge that old (as the next one here will).
+    nonces._last_prune[0] = time.monotonic() - nonces.PRUNE_EVERY - 1
     dbsession.add(RequestNonce(worker_id=world.worker.id, nonce="old-nonce-0123456789",
                                seen_dts=now() - timedelta(hours=1)))
     dbsession.flush()
     assert send(testapp, world.worker, "GET", "/api/v1/worker/")[0].status_int == 200
     dbsession.expire_all()
-    nonces = dbsession.scalars(select(RequestNonce.nonce).where(RequestNonce.worker_id == world.worker.id)).all()
-    assert "old-nonce-0123456789" not in nonces and len(nonces) == 1
+    kept = dbsession.scalars(select(RequestNonce.nonce).where(RequestNonce.worker_id == world.worker.id)).all()
+    assert "old-nonce-0123456789" not in kept and len(kept) == 1
+
+
+def test_old_nonces_stay_until_the_next_purge_is_due(world, testapp, dbsession):
+    from datetime import timedelta
+
+    from jobrunner.security import nonces
+    from tests.conftest import now
+
+    nonces._last_prune[0] = time.monotonic()
+    dbsession.add(RequestNonce(worker_id=world.worker.id, nonce="old-nonce-0123456789",
+                               seen_dts=now() - timedelta(hours=1)))
+    dbsession.flush()
+    assert send(testapp, world.worker, "GET", "/api/v1/worker/")[0].status_int == 200
+    dbsession.expire_all()
+    kept = dbsession.scalars(select(RequestNonce.nonce).where(RequestNonce.worker_id == world.worker.id)).all()
+    assert "old-nonce-0123456789" in kept and len(kept) == 2
