@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from ..domain_errors import InvalidFields, NotAllowed, NotHolder, RunConflict
 from ..models import Job, KillRequest, Run, RunLog, utcnow
 from .enqueueable import enqueueable_run_ids
+from . import wakeups  # noqa: F401  (its session hook tells waiting workers)
 
 __all__ = [
     "RunConflict", "NotHolder", "create_run", "claim", "release", "reset_claim", "progress",
