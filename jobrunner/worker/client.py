@@ -199,12 +199,14 @@ class ApiClient:
         )
         return prepared
 
-    def send_once(self, method, path, params=None, data=None):
-        """One attempt; raises TransientError when a retry may succeed."""
+    def send_once(self, method, path, params=None, data=None, timeout=None):
+        """One attempt; raises TransientError when a retry may succeed.
+        `timeout` replaces the client's own for this request (a list the
+        server holds open needs longer)."""
         prepared = self.prepare(method, path, params, data)
         try:
             response = self.session.send(
-                prepared, timeout=self.timeout, allow_redirects=False
+                prepared, timeout=timeout or self.timeout, allow_redirects=False
             )
         except _PERMANENT_REQUEST_ERRORS:
             raise
@@ -220,7 +222,8 @@ class ApiClient:
         log.debug("%s %s -> %s", method, prepared.path_url, status)
         return response
 
-    def request(self, method, path, params=None, data=None, *, retry=True, abort=None):
+    def request(self, method, path, params=None, data=None, *, retry=True, abort=None,
+                timeout=None):
         """Send a request and return the response, whatever its status.
 
         With ``retry``, transient failures are retried with back-off until the
@@ -231,7 +234,7 @@ class ApiClient:
         attempt = 0
         while True:
             try:
-                return self.send_once(method, path, params, data)
+                return self.send_once(method, path, params, data, timeout)
             except TransientError as error:
                 if not retry:
                     raise
