@@ -56,16 +56,16 @@ class Tap:
             self._rules.clear()
 
     def add_rule(self, method, path, *, body_key=None, answers=(None,), forward=False,
-                 before=None, after=None):
+                 before=None, after=None, answer_body=None):
         """The next len(answers) matching requests: `before()` is called
         first; the request reaches the app only with `forward`, and `after()`
         is called once the app answered; a status in `answers` replaces the
-        app's answer (None keeps it)."""
+        app's answer (None keeps it), with `answer_body` as its JSON if given."""
         with self._lock:
             self._rules.append({
                 "method": method, "path": path, "body_key": body_key,
                 "answers": list(answers), "forward": forward, "before": before,
-                "after": after,
+                "after": after, "answer_body": answer_body,
             })
 
     def _take_rule(self, method, path, body):
@@ -108,7 +108,8 @@ class Tap:
         if answer is not None:
             phrase = http.HTTPStatus(answer).phrase
             status = f"{answer} {phrase}"
-            chunks = [json.dumps({"error": f"{phrase} (injected by the test)"}).encode()]
+            chunks = [json.dumps(rule["answer_body"] or {"error": f"{phrase} (injected by the test)"}
+                                 ).encode()]
             headers = [("Content-Type", "application/json")]
         with self._lock:
             self.requests.append(Request(method, path, body, int(status.split()[0]), api_key))
