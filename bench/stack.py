@@ -269,7 +269,7 @@ class Stack:
         lines += [f"{key} = {value}" for key, value in settings.items()]
         lines += [
             "", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{self.port}",
-            "threads = 8", "",
+            "threads = 24", "",
             "[loggers]", "keys = root", "", "[handlers]", "keys = console", "",
             "[formatters]", "keys = generic", "",
             "[logger_root]", "level = INFO", "handlers = console", "",
