@@ -6,7 +6,8 @@
 A live stack on loopback (pserve, one jobrunner-worker with its default
 poll settings, concurrent_jobs 4); a run "now" is posted through the API
 every 0.5 to 1.5 s, each once the one before has returned, and its dispatch
-latency (start_dts - schedule_dts) is taken from the database.
+latency (start_dts - schedule_dts) is taken from the database, and the
+part of it until the worker claimed the run (enqueue_dts - schedule_dts).
 """
 import argparse
 import os
@@ -61,7 +62,7 @@ def main():
                     return session.get(Worker, worker.id).ping_response_dts
 
             wait_until(pinged, timeout=60, message="the worker's first ping")
-            latencies = []
+            latencies, claims = [], []
             for _ in range(args.runs):
                 time.sleep(random.uniform(0.5, 1.5))
                 now = datetime.now(timezone.utc).isoformat()
@@ -77,10 +78,13 @@ def main():
 
                 run = wait_until(returned, timeout=60, interval=0.02, message="the run to return")
                 latencies.append((run.start_dts - run.schedule_dts).total_seconds())
+                claims.append((run.enqueue_dts - run.schedule_dts).total_seconds())
             print(f"database: {'PostgreSQL' if args.postgres_url else 'SQLite'}; "
                   f"{len(latencies)} runs; load average {os.getloadavg()[0]:.2f}")
             print(f"dispatch latency p50 {percentile(latencies, 0.5):.3f} s, "
                   f"p99 {percentile(latencies, 0.99):.3f} s, max {max(latencies):.3f} s")
+            print(f"until the claim: p50 {percentile(claims, 0.5):.3f} s, "
+                  f"p99 {percentile(claims, 0.99):.3f} s, max {max(claims):.3f} s")
         finally:
             stack.close()
 
