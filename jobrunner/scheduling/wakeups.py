@@ -57,6 +57,14 @@ class Signal:
 LOCAL = Signal()
 
 
+def notify_waiters(connection):
+    """For a writer outside a Session (a bulk load of runs on a bare
+    connection): call it inside the transaction that makes the runs. SQLite
+    needs nothing: its waiters see any commit."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
 def _changed(obj, names):
     state = inspect(obj)
     return any(
@@ -126,8 +134,8 @@ def _before_commit(session):
     # The commit's own flush comes after this hook: flush first, so its
     # changes count too (as audit.py does).
     session.flush()
-    if session.info.get(WAKE_KEY) and session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    if session.info.get(WAKE_KEY):
+        notify_waiters(session.connection())
 
 
 def _after_commit(session):
