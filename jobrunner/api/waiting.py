@@ -22,6 +22,7 @@ import math
 import sqlite3
 import threading
 import time
+import urllib.parse
 
 from ..models import utcnow
 from ..scheduling.enqueueable import next_due_dts
@@ -37,7 +38,8 @@ MAX_WAIT_SECONDS = 30.0
 RECHECK_SECONDS = 0.2
 # Past a run's due time when the waiter looks: clocks tick in steps.
 DUE_MARGIN_SECONDS = 0.005
-RECONNECT_SECONDS = 1.0
+RECONNECT_SECONDS = 0.5
+MAX_RECONNECT_SECONDS = 10.0
 REGISTRY_KEY = "jobrunner.waiters"
 
 
@@ -119,19 +121,24 @@ class PostgresListener(threading.Thread):
         import psycopg
 
         args = {k: v for k, v in self.connect_args.items() if v is not None}
+        failures = 0
         while True:
             try:
                 with psycopg.connect(autocommit=True, **args) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.watching.set()
+                    failures = 0
                     # Whatever was missed while not listening: look again.
                     LOCAL.announce()
                     for _notify in conn.notifies():
                         LOCAL.announce()
             except Exception as error:  # noqa: BLE001 - the thread must live on
-                log.warning("listening for enqueueable runs failed: %s", error)
+                # Said once per outage; the waiters re-check meanwhile.
+                (log.warning if failures == 0 else log.debug)(
+                    "listening for enqueueable runs failed: %s", error)
+                failures += 1
             self.watching.clear()
-            time.sleep(RECONNECT_SECONDS)
+            time.sleep(min(MAX_RECONNECT_SECONDS, RECONNECT_SECONDS * 2 ** min(failures, 5)))
 
 
 class SqliteWatcher(threading.Thread):
@@ -146,7 +153,9 @@ class SqliteWatcher(threading.Thread):
     def run(self):
         while True:
             try:
-                conn = sqlite3.connect(self.path, isolation_level=None)
+                # mode=rw: a database that went away is not made anew here.
+                conn = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?mode=rw", uri=True,
+                                       isolation_level=None)
                 try:
                     seen = conn.execute("PRAGMA data_version").fetchone()[0]
                     self.watching.set()
