@@ -451,7 +451,7 @@ def test_return_is_retried_through_server_errors(world, start_daemon):
     world.live.tap.add_rule("PATCH", f"/api/v1/run/{run.id}/", body_key="return_dts",
                             answers=[503, 502, 500])
     running = start_daemon()
-    wait_for(lambda: world.returned(run))
+    wait_for(lambda: world.returned(run), timeout=30)
     assert running.stop() == 0
     returns = [r for r in world.requests("PATCH", f"/api/v1/run/{run.id}/")
                if "return_dts" in r.body]
