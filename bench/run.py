@@ -65,6 +65,7 @@ from jobrunner.models import (  # noqa: E402
     Worker,
     WorkerPool,
 )
+from jobrunner.scheduling.wakeups import notify_waiters  # noqa: E402
 from jobrunner.security.passwords import hash_password  # noqa: E402
 from jobrunner.signing import compute_signature  # noqa: E402
 from bench.common import (  # noqa: E402
@@ -253,6 +254,8 @@ class Scene:
             ])
             conn.execute(update(Run.__table__).where(Run.id > before).values(schedule_id=Run.id))
             ids = conn.scalars(select(Run.id).where(Run.id > before).order_by(Run.id)).all()
+            # Made on a bare connection, as the scheduler's session would tell them.
+            notify_waiters(conn)
             conn.commit()
         return ids
 
@@ -263,6 +266,7 @@ class Scene:
                                              schedule_children=True).returning(Run.id)
             ).scalar_one()
             conn.execute(update(Run.__table__).where(Run.id == run_id).values(schedule_id=run_id))
+            notify_waiters(conn)
             conn.commit()
         return run_id
 

@@ -29,6 +29,10 @@ DEFAULT_SESSION_MAX_AGE = 14 * 24 * 3600
 DEFAULT_LOGIN_MAX_CONCURRENT_HASHES = 2
 DEFAULT_WORKER_CACHE_SECONDS = 2.0
 MAX_WORKER_CACHE_SECONDS = 10.0
+# Enqueueable lists held open at once per server process (`wait`): each
+# holds one waitress thread, so keep it well below the server's `threads`
+# (the inis set threads = 24 for 16 waiters, leaving 8 for everything else).
+DEFAULT_API_MAX_WAITING = 16
 WORKER_WRITE_SCOPES = ("all", "protocol")
 
 DEFAULT_SESSION_SECRET = "change-me"
@@ -180,6 +184,8 @@ class Settings:
     session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT
     session_max_age: float = DEFAULT_SESSION_MAX_AGE
     login_max_concurrent_hashes: int = DEFAULT_LOGIN_MAX_CONCURRENT_HASHES
+    # 0: no list waits; every `wait` is answered at once.
+    api_max_waiting: int = DEFAULT_API_MAX_WAITING
     ini: MappingProxyType = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
     @classmethod
@@ -231,6 +237,7 @@ class Settings:
             login_max_concurrent_hashes=_at_least_one(
                 mapping, "jobrunner.login.max_concurrent_hashes", DEFAULT_LOGIN_MAX_CONCURRENT_HASHES
             ),
+            api_max_waiting=_count(mapping, "jobrunner.api.max_waiting", DEFAULT_API_MAX_WAITING),
             ini=MappingProxyType(dict(mapping)),
         )
 

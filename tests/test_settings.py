@@ -174,3 +174,14 @@ def test_concurrent_hashes_is_a_whole_number_of_at_least_one():
     for bad in ("0", "-1", "two"):
         with pytest.raises(SettingsError):
             Settings.from_mapping({"jobrunner.login.max_concurrent_hashes": bad})
+
+
+def test_max_waiting_is_a_whole_number():
+    from jobrunner.settings import DEFAULT_API_MAX_WAITING, Settings, SettingsError
+
+    assert Settings.from_mapping({}).api_max_waiting == DEFAULT_API_MAX_WAITING
+    assert Settings.from_mapping({"jobrunner.api.max_waiting": "0"}).api_max_waiting == 0
+    assert Settings.from_mapping({"jobrunner.api.max_waiting": "40"}).api_max_waiting == 40
+    for bad in ("-1", "many", "2.5"):
+        with pytest.raises(SettingsError):
+            Settings.from_mapping({"jobrunner.api.max_waiting": bad})

@@ -55,3 +55,4 @@ def includeme(config):
     config.scan(".schedule_preview")
     config.scan(".overview")
     config.include(".dashboard_data")
+    config.include(".waiting")

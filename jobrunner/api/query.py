@@ -14,7 +14,8 @@ from .resources import LOOKUPS, PROJECT_FILTER_TYPES, RESOURCE_TYPES
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**31 - 1
-RESERVED = {"limit", "offset", "order_by", "format"}
+# `wait` belongs to the enqueueable list (waiting.py), not to the filters.
+RESERVED = {"limit", "offset", "order_by", "format", "wait"}
 
 
 class QueryError(ValueError):
@@ -202,7 +203,8 @@ def parse_paging(params):
 
 def page_links(request, limit, offset, total):
     def link(new_offset):
-        params = [(k, v) for k, v in request.GET.items() if k not in ("limit", "offset")]
+        # A further page is read at once: it does not wait.
+        params = [(k, v) for k, v in request.GET.items() if k not in ("limit", "offset", "wait")]
         params += [("limit", limit), ("offset", new_offset)]
         return request.path + "?" + urlencode(params)
 

@@ -8,6 +8,7 @@ from ..models import Run
 from ..queries.run_states import ENQUEUEABLE
 from ..security.scope import worker_may_write
 from . import query as q
+from . import waiting
 from .body import parse_json_body, validate
 from .errors import APIError
 from .fields import describe, resource_uri
@@ -104,6 +105,18 @@ def item_view(context, request):
 
 
 def list_objects(context, request):
+    params = request.GET
+    enqueueable = context.resource_type.name == "run" and params.get("state") == ENQUEUEABLE
+    wait = waiting.requested_wait(params, enqueueable)
+    if wait is not None:
+        # The query is checked (a 400) before anyone waits for it.
+        body = waiting.list_waiting(request, wait, lambda: list_page(context, request))
+    else:
+        body = list_page(context, request)
+    return json_response(request, body)
+
+
+def list_page(context, request):
     rt = context.resource_type
     identity = request.identity
     params = request.GET
@@ -132,19 +145,16 @@ def list_objects(context, request):
         ids = query.order_by(None).with_only_columns(rt.model.id, maintain_column_froms=True)
         total = dbsession.scalar(select(func.count()).select_from(ids.subquery()))
     next_link, previous = q.page_links(request, limit, offset, total)
-    return json_response(
-        request,
-        {
-            "meta": {
-                "limit": limit,
-                "offset": offset,
-                "total_count": total,
-                "next": next_link,
-                "previous": previous,
-            },
-            "objects": [serialize(rt, obj, settings_of(request)) for obj in rows],
+    return {
+        "meta": {
+            "limit": limit,
+            "offset": offset,
+            "total_count": total,
+            "next": next_link,
+            "previous": previous,
         },
-    )
+        "objects": [serialize(rt, obj, settings_of(request)) for obj in rows],
+    }
 
 
 def check_write_scope(request, resource_name, write):

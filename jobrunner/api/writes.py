@@ -160,9 +160,8 @@ def update_run(request, item, values):
         enqueue_dts = values.pop("enqueue_dts")
         if enqueue_dts is not None and run.enqueue_dts is None:
             for_worker_id = values.pop("worker", worker.id if worker is not None else None)
-            script = runs.claim(dbsession, run, worker, enqueue_dts, for_worker_id)
-            # The worker needs the script next: it comes with the claim.
-            item.answer_extra["script_content"] = script
+            # The worker needs the job's script next: it comes with the claim.
+            item.answer_extra.update(runs.claim(dbsession, run, worker, enqueue_dts, for_worker_id))
         elif enqueue_dts is None and run.enqueue_dts is not None:
             release_worker = "worker" in values and values.pop("worker") is None
             runs.release(dbsession, run, worker, release_worker, values.pop("start_dts", None))

@@ -1,7 +1,9 @@
 """Which runs a worker may take now: due, for this worker or its pool, every
 switch on, and no run of another schedule of the job active (unless the
 job allows overlapping runs)."""
-from sqlalchemy import and_, exists, false, or_, select
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, exists, false, func, or_, select
 
 from ..models import Job, JobTemplate, Project, Run, WorkerPool, utcnow
 from ..models.tables import worker_pool_workers
@@ -119,4 +121,19 @@ def enqueueable_run_ids(worker, now):
     )
 
 
-__all__ = ["due_runs", "enqueueable_runs", "enqueueable_run_ids"]
+# "Due by the end of time": every pending run, whenever it falls due.
+END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+def next_due_dts(worker, now):
+    """The query of when the next run that would be enqueueable for
+    `worker` falls due after `now` (NULL: none pending); a waiting worker
+    is woken then."""
+    query = join_switches(select(func.min(Run.schedule_dts)).select_from(Run))
+    return query.where(
+        *enqueueable_conditions(worker, END_OF_TIME, earliest_only=False),
+        Run.schedule_dts > now,
+    )
+
+
+__all__ = ["due_runs", "enqueueable_runs", "enqueueable_run_ids", "next_due_dts"]

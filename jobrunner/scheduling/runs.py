@@ -27,6 +27,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..domain_errors import InvalidFields, NotAllowed, NotHolder, RunConflict
 from ..models import Job, KillRequest, Run, RunLog, utcnow
 from .enqueueable import enqueueable_run_ids
+from . import wakeups  # noqa: F401  (its session hook tells waiting workers)
 
 __all__ = [
     "RunConflict", "NotHolder", "create_run", "claim", "release", "reset_claim", "progress",
@@ -102,13 +103,16 @@ def require_holder(run, worker):
 
 def claim(dbsession, run, worker, enqueue_dts, for_worker_id):
     """`worker` (None when a user asks) claims `run` for `for_worker_id`.
-    Returns the job's script as it stands at the claim (read under the
-    job's lock, so it is the script of the claimed run)."""
+    Returns what the worker needs of the job to run it (its script, title
+    and timeout), read under the job's lock, so they are the claimed run's."""
     if worker is None:
         raise NotAllowed("Only a worker claims a run.")
     if for_worker_id != worker.id:
         raise NotAllowed("A worker claims runs for itself only.")
-    script = lock_job(dbsession, run.job_id, Job.script_content)
+    job = dbsession.execute(
+        select(Job.script_content, Job.title, Job.timeout)
+        .where(Job.id == run.job_id).with_for_update()
+    ).one()
     row = dbsession.execute(
         update(Run.__table__)
         .where(Run.id == run.id, Run.id.in_(enqueueable_run_ids(worker, utcnow())))
@@ -118,7 +122,7 @@ def claim(dbsession, run, worker, enqueue_dts, for_worker_id):
     if row is None:
         raise RunConflict("The run is no longer enqueueable for this worker.")
     _written(run, row)
-    return script
+    return {"script_content": job.script_content, "job_title": job.title, "job_timeout": job.timeout}
 
 
 def release(dbsession, run, worker, release_worker, start_dts=None):

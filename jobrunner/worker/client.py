@@ -198,13 +198,15 @@ class ApiClient:
         """Now by the server's clock, as the API expects datetimes."""
         return self.clock.now_iso()
 
-    def send_once(self, method, path, params=None, data=None):
-        """One attempt; raises TransientError when a retry may succeed."""
-        response, clock_moved = self._send(method, path, params, data)
+    def send_once(self, method, path, params=None, data=None, timeout=None):
+        """One attempt; raises TransientError when a retry may succeed.
+        `timeout` replaces the client's own for this request (a list the
+        server holds open needs longer)."""
+        response, clock_moved = self._send(method, path, params, data, timeout)
         if response.status_code == 401 and clock_moved:
             # Signed with a timestamp the server found stale: once more with
             # the offset its answer taught.
-            response, _ = self._send(method, path, params, data)
+            response, _ = self._send(method, path, params, data, timeout)
         status = response.status_code
         if status >= 500 or status in RETRYABLE_CLIENT_STATUSES:
             raise TransientError(
@@ -213,12 +215,12 @@ class ApiClient:
         log.debug("%s %s -> %s", method, response.request.path_url, status)
         return response
 
-    def _send(self, method, path, params, data):
+    def _send(self, method, path, params, data, timeout):
         prepared = self.prepare(method, path, params, data)
         sent_at = time.time()
         try:
             response = self.session.send(
-                prepared, timeout=self.timeout, allow_redirects=False
+                prepared, timeout=timeout or self.timeout, allow_redirects=False
             )
         except _PERMANENT_REQUEST_ERRORS:
             raise
@@ -228,7 +230,8 @@ class ApiClient:
             raise TransientError(f"{method} {prepared.path_url}: {error}") from error
         return response, self.clock.learn(response.headers.get("Date"), sent_at, time.time())
 
-    def request(self, method, path, params=None, data=None, *, retry=True, abort=None):
+    def request(self, method, path, params=None, data=None, *, retry=True, abort=None,
+                timeout=None):
         """Send a request and return the response, whatever its status.
 
         With ``retry``, transient failures are retried with back-off until the
@@ -239,7 +242,7 @@ class ApiClient:
         attempt = 0
         while True:
             try:
-                return self.send_once(method, path, params, data)
+                return self.send_once(method, path, params, data, timeout)
             except TransientError as error:
                 if not retry:
                     raise

@@ -37,6 +37,9 @@ class WorkerConfig:
     max_log_bytes: int = 819200
     script_temp_path: str = dataclasses.field(default_factory=tempfile.gettempdir)
     poll_interval: float = 1.0
+    # Seconds the server may hold the enqueueable list open until a run is
+    # due (its `wait`, at most 30); 0: list every poll_interval instead.
+    poll_wait: float = 25.0
     ping_interval: float = 60.0
     # Certificates for an HTTPS server (a file of PEM certificates); the
     # system's by default. Verification itself is never off.
@@ -99,6 +102,16 @@ def _number(section, name, convert, default, minimum, exclusive=False):
     return value
 
 
+MAX_POLL_WAIT = 30.0
+
+
+def _poll_wait(section):
+    value = _number(section, "poll_wait", float, 25.0, 0)
+    if value > MAX_POLL_WAIT:
+        raise ConfigError(f"poll_wait must be at most {MAX_POLL_WAIT:g}, not {value:g}")
+    return value
+
+
 def load_config(path):
     """Read the ``[jobrunner_worker]`` section of the ini file at ``path``."""
     # No interpolation: secrets may well contain "%".
@@ -151,6 +164,7 @@ def load_config(path):
         script_temp_path=script_temp_path,
         poll_interval=_number(section, "poll_interval", float, 1.0, 0, exclusive=True),
         ping_interval=_number(section, "ping_interval", float, 60.0, 0, exclusive=True),
+        poll_wait=_poll_wait(section),
         ca_bundle=ca_bundle,
         path=path,
     )

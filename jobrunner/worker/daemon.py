@@ -1,7 +1,9 @@
 """The worker daemon's loop: it identifies itself, pings the server, settles
 what an earlier process of this worker left behind, then polls: it acts on
-kill requests and claims due runs, each executed by a RunHandler (run.py)
-in a thread of its own, until it is asked to stop.
+kill requests every poll_interval, while a thread of its own claims due
+runs (waiting on the server's enqueueable list where the server can), each
+executed by a RunHandler (run.py) in a thread of its own, until it is asked
+to stop.
 
 A pure HTTP client of the server: it imports nothing of the server side,
 only the standard library, requests, and the shared signing module.
@@ -85,6 +87,33 @@ class Heartbeat(threading.Thread):
         self.join()
 
 
+class Claimer(threading.Thread):
+    """Lists and claims due runs while this worker has free slots, on a
+    thread of its own: a list the server holds open (`wait`) delays
+    neither the kill requests nor the heartbeat, and a stop does not wait
+    for it to come back (the thread dies with the process)."""
+
+    def __init__(self, worker_daemon):
+        super().__init__(name="claimer", daemon=True)
+        self.worker_daemon = worker_daemon
+
+    def run(self):
+        daemon = self.worker_daemon
+        failures = 0
+        while not daemon.stop_event.is_set():
+            daemon.slot_freed.clear()
+            (_ok, transient), again = daemon._step_with_result(daemon.claim_runs)
+            if transient:
+                delay = max(daemon.config.poll_interval, backoff_delay(failures))
+                failures += 1
+            else:
+                failures = 0
+                # The server waited for runs, or runs came: list again now.
+                delay = 0 if again else daemon.config.poll_interval
+            if delay:
+                daemon.slot_freed.wait(delay)
+
+
 class WorkerDaemon:
     """The worker's main loop.
 
@@ -113,6 +142,12 @@ class WorkerDaemon:
         # Set by a second signal: stop retrying, kill the scripts, exit now.
         self.force_event = threading.Event()
         self._wake = threading.Event()
+        # Set when a run ends (or on stop): the claimer has room again.
+        self.slot_freed = threading.Event()
+        # Held while the claimer claims and starts runs, so a stop that
+        # finds no run running sees none appear after it.
+        self.claiming = threading.Lock()
+        self.fast_path = protocol.FastPath(config.poll_wait)
         self._handlers = {}
         self._kill_requests_taken = set()
         # Marked executed here, but perhaps still in a listing fetched just
@@ -126,6 +161,7 @@ class WorkerDaemon:
     def request_stop(self):
         self.stop_event.set()
         self._wake.set()
+        self.slot_freed.set()
 
     def request_force_stop(self):
         self.force_event.set()
@@ -169,6 +205,7 @@ class WorkerDaemon:
         with self._lock:
             self._handlers.pop(handler.run_uri, None)
         self._wake.set()
+        self.slot_freed.set()
 
     # Main loop
 
@@ -201,18 +238,17 @@ class WorkerDaemon:
             heartbeat.stop()
 
     def _loop(self):
+        Claimer(self).start()
         failures = 0
         while True:
             self._wake.clear()
             if self.force_event.is_set():
                 self._kill_all_scripts()
                 return 1
-            if self.stop_event.is_set() and self.active_run_count == 0:
+            if self.stop_event.is_set() and self._idle():
                 log.info("stopped")
                 return 0
             transient = self._step(self.process_kill_requests)[1]
-            if not self.stop_event.is_set():
-                transient |= self._step(self.claim_runs)[1]
             if transient:
                 delay = max(self.config.poll_interval, backoff_delay(failures))
                 failures += 1
@@ -221,19 +257,27 @@ class WorkerDaemon:
                 failures = 0
             self._wake.wait(delay)
 
+    def _idle(self):
+        """No run here, and none being claimed (after a stop, none comes)."""
+        with self.claiming:
+            return self.active_run_count == 0
+
     def _step(self, action):
         """Run one duty of the loop; returns (succeeded, failed transiently)."""
+        return self._step_with_result(action)[0]
+
+    def _step_with_result(self, action):
+        """As _step, with what the action returned (None when it failed)."""
         try:
-            action()
-            return True, False
+            return (True, False), action()
         except TransientError as error:
             log.warning("server unavailable: %s", error)
-            return False, True
+            return (False, True), None
         except RetryAborted:
-            return False, False
+            return (False, False), None
         except ApiError as error:
             log.error("%s", error)
-            return False, False
+            return (False, False), None
 
     def _kill_all_scripts(self):
         with self._lock:
@@ -334,25 +378,43 @@ class WorkerDaemon:
         return_run(self.client, run["resource_uri"], False, abort=abort)
 
     def claim_runs(self):
+        """List the enqueueable runs and claim them; True when the list may
+        be asked again at once (runs came, or the server waited for them)."""
         free = self.config.concurrent_jobs - self.active_run_count
         if free <= 0:
-            return
-        page = self.client.get_json(protocol.RUNS, protocol.enqueueable_runs(free), retry=False)
+            return False
+        fast_path = self.fast_path
+        wait = fast_path.list_wait
+        asked = time.monotonic()
+        response = self.client.request(
+            "GET", protocol.RUNS, protocol.enqueueable_runs(free, wait), retry=False,
+            timeout=fast_path.list_timeout(self.client.timeout),
+        )
+        if fast_path.wait_refused(response):
+            log.info("the server does not wait on lists; listing every %g s",
+                     self.config.poll_interval)
+            return True
+        page = response_json(response, "GET", protocol.RUNS)
         objects = page.get("objects") if isinstance(page, dict) else None
-        for run in (objects if isinstance(objects, list) else [])[:free]:
-            if self.stop_event.is_set():
-                return
-            if not isinstance(run, dict) or not isinstance(run.get("resource_uri"), str):
-                log.warning("skipping an enqueueable entry without resource_uri: %r", run)
-                continue
-            try:
-                claimed = self.claim(run)
-            except ApiError as error:
-                # One bad entry (a URL elsewhere, say) spoils no other claim.
-                log.warning("not claiming %r: %s", run.get("resource_uri"), error)
-                continue
-            if claimed is not None:
-                self._start(claimed)
+        objects = (objects if isinstance(objects, list) else [])[:free]
+        with self.claiming:
+            for run in objects:
+                if self.stop_event.is_set():
+                    return False
+                if not isinstance(run, dict) or not isinstance(run.get("resource_uri"), str):
+                    log.warning("skipping an enqueueable entry without resource_uri: %r", run)
+                    continue
+                try:
+                    claimed = self.claim(run)
+                except ApiError as error:
+                    # One bad entry (a URL elsewhere, say) spoils no other claim.
+                    log.warning("not claiming %r: %s", run.get("resource_uri"), error)
+                    continue
+                if claimed is not None:
+                    self._start(claimed)
+        # An empty answer long before the wait ran out: the server did not
+        # wait (too many waiting); poll instead of asking again at once.
+        return bool(objects) or (wait is not None and time.monotonic() - asked >= wait / 2)
 
     def claim(self, run):
         """Claim a run; returns the run object if it is ours now, else None."""

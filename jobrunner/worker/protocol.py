@@ -6,7 +6,18 @@ sets the run's queue time and worker, a release clears the queue and start
 times (the run goes back to its pool), a start sets the start time and the
 script's pid, a return sets the return time and whether it succeeded.
 Datetimes travel as ISO 8601 strings with an offset.
+
+The fast path: extensions of the server that save requests and waiting,
+each used until the server refuses it once (an older server), then left
+for the original steps. `FastPath` is the one place that decides:
+
+* `wait` on the enqueueable list: the server answers when a run is due
+  instead of the worker listing every poll_interval;
+* the job's script in the claim's answer, instead of a GET of the job;
+* the final log in the return, instead of a POST or PATCH of the run's log.
 """
+
+import threading
 
 from .client import parse_datetime
 
@@ -32,9 +43,13 @@ NOT_OURS = (403, 409)
 # --- queries -----------------------------------------------------------------------
 
 
-def enqueueable_runs(limit):
-    """The runs this worker may claim now, at most `limit` of them."""
-    return {"state": "enqueueable", "limit": limit}
+def enqueueable_runs(limit, wait=None):
+    """The runs this worker may claim now, at most `limit` of them; with
+    `wait`, the server holds an empty answer up to that many seconds."""
+    params = {"state": "enqueueable", "limit": limit}
+    if wait:
+        params["wait"] = f"{wait:g}"
+    return params
 
 
 def own_runs(state, api_key):
@@ -80,11 +95,13 @@ def start_body(start_dts, pid=None):
     return body
 
 
-def return_body(return_dts, success, timed_out=False):
+def return_body(return_dts, success, timed_out=False, log_content=None):
     body = {"return_dts": return_dts, "return_success": bool(success)}
     if timed_out:
         # Sent only when true: a server without timeouts never sees it.
         body["timed_out"] = True
+    if log_content is not None:
+        body["log_content"] = log_content
     return body
 
 
@@ -117,3 +134,68 @@ def is_claimed_by(run, worker_uri, enqueue_dts):
         and run.get("return_dts") is None
         and parse_datetime(run.get("enqueue_dts")) == parse_datetime(enqueue_dts)
     )
+
+
+def _refused_field(response, name):
+    """Whether the server answered 400 naming `name`: it does not know it."""
+    if response.status_code != 400:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return isinstance(errors, dict) and name in errors
+
+
+# --- the fast path -----------------------------------------------------------------
+
+# Longer than any wait, so the server answers before the worker gives up.
+WAIT_READ_MARGIN_SECONDS = 15.0
+
+
+class FastPath:
+    """Which extensions this worker uses; shared by its threads. Each is
+    given up for good when the server first refuses it."""
+
+    def __init__(self, poll_wait):
+        self._lock = threading.Lock()
+        self.list_wait = poll_wait or None
+        self.log_in_return = True
+
+    def list_timeout(self, default):
+        """The read timeout of an enqueueable list."""
+        wait = self.list_wait
+        return max(default, wait + WAIT_READ_MARGIN_SECONDS) if wait else default
+
+    def wait_refused(self, response):
+        """True (and the wait given up) when the server refused `wait`."""
+        if self.list_wait and _refused_field(response, "wait"):
+            with self._lock:
+                self.list_wait = None
+            return True
+        return False
+
+    def log_content_refused(self, response):
+        """True (and the log in the return given up) when the server
+        refused `log_content`: it stored nothing of that return."""
+        if self.log_in_return and _refused_field(response, "log_content"):
+            with self._lock:
+                self.log_in_return = False
+            return True
+        return False
+
+
+def job_in_claim(answer):
+    """What the claim's answer says of the run's job, when it carries the
+    job's script (and its title and timeout beside it); else None, and the
+    job is fetched as in the original steps."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("script_content"), str):
+        return None
+    if "job_title" not in answer or "job_timeout" not in answer:
+        return None
+    return {
+        "script_content": answer["script_content"],
+        "title": answer["job_title"],
+        "timeout": answer["job_timeout"],
+    }

@@ -2,8 +2,10 @@
 the start, the log and the result back to the server.
 
 The log is sent while the script runs (every few seconds, when it changed)
-and once more at the end, before the return: a run's result matters more
-than its log, so a log the server refuses does not hold back the return.
+and once more at the end: in the return itself where the server takes it
+(protocol.FastPath), else before the return, and then a run's result
+matters more than its log, so a log the server refuses does not hold back
+the return.
 """
 
 import logging
@@ -32,15 +34,28 @@ def timed_out_line(timeout):
     return f"[timed out after {timeout:g} s]"
 
 
-def return_run(client, run_uri, success, abort=None, return_dts=None, timed_out=False):
+def return_run(client, run_uri, success, abort=None, return_dts=None, timed_out=False,
+               log_content=None, fast_path=None):
     """Report a run's result, retried until the server answers. A run that
     was returned already (by the scheduler, for a worker it gave up on) is
-    left as it is."""
+    left as it is.
+
+    With `log_content` the final log travels in the return; False when the
+    server refused that return (an older server, a log it will not take):
+    nothing was stored, and the caller writes the log and returns the
+    original way, where a refused log does not hold back the return."""
     response = client.request(
         "PATCH", run_uri,
-        data=protocol.return_body(return_dts or client.now_iso(), success, timed_out),
+        data=protocol.return_body(return_dts or client.now_iso(), success, timed_out, log_content),
         abort=abort,
     )
+    if log_content is not None and response.status_code not in (*protocol.UPDATED, protocol.CONFLICT):
+        if fast_path is not None and fast_path.log_content_refused(response):
+            log.info("the server takes no log in the return; writing the log first from now on")
+        else:
+            log.warning("run %s: return with its log refused (%s %s); trying without",
+                        run_uri, response.status_code, response.text[:300])
+        return False
     if response.status_code in protocol.UPDATED:
         log.info("run %s returned (%s)", run_uri, "success" if success else "failure")
     elif response.status_code == protocol.CONFLICT:
@@ -52,6 +67,7 @@ def return_run(client, run_uri, success, abort=None, return_dts=None, timed_out=
     else:
         log.error("run %s: return refused, giving up: %s %s",
                   run_uri, response.status_code, response.text[:300])
+    return True
 
 
 def release_run(client, run_uri, abort=None):
@@ -263,7 +279,9 @@ class RunHandler(threading.Thread):
             # Only an integer id goes into the script's file name.
             if isinstance(run_id, bool) or not isinstance(run_id, int):
                 raise ApiError("GET", self.run_uri, 200, f"the run's id {run_id!r} is no integer")
-            job = self.client.get_json(self.run_obj["job"], abort=force)
+            # The fast path's claim answer carries the job; else fetch it.
+            job = protocol.job_in_claim(self.run_obj) or self.client.get_json(
+                self.run_obj["job"], abort=force)
             if not isinstance(job, dict) or not isinstance(job.get("script_content"), str):
                 raise ApiError("GET", str(self.run_obj["job"]), 200, "the job has no script_content")
         except (ApiError, KeyError, TypeError) as error:
@@ -357,8 +375,15 @@ class RunHandler(threading.Thread):
                 kill_request, abort=force, execute_dts=finished_dts
             )
 
+        content = log_buffer.render()
+        fast_path = self.worker_daemon.fast_path
+        if fast_path.log_in_return and return_run(
+            self.client, self.run_uri, result.success, abort=force, return_dts=finished_dts,
+            timed_out=was_timed_out, log_content=content, fast_path=fast_path,
+        ):
+            return
         try:
-            writer.write(log_buffer.render())
+            writer.write(content)
         except ApiError as error:
             log.error("run %s: log not stored: %s", self.run_uri, error)
 

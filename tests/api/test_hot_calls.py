@@ -64,6 +64,9 @@ def test_the_claims_answer_carries_the_jobs_script(world, factory, as_worker):
     res = as_worker(world.worker).request("PATCH", uri("run", run), claim_body(world.worker), status=202)
     assert res.json["script_content"] == world.job.script_content
     assert "echo hello" in res.json["script_content"]
+    # And what the worker needs with it: the job's title and timeout.
+    assert res.json["job_title"] == world.job.title
+    assert res.json["job_timeout"] == world.job.timeout
     # Beside the run's usual fields.
     assert res.json["worker"] == uri("worker", world.worker)
     assert res.json["enqueue_dts"] is not None and res.json["id"] == run.id

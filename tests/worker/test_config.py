@@ -40,6 +40,7 @@ def test_defaults(tmp_path):
     assert config.max_log_bytes == 819200
     assert config.script_temp_path == tempfile.gettempdir()
     assert config.poll_interval == 1.0
+    assert config.poll_wait == 25.0
     assert config.ping_interval == 60.0
 
 
@@ -50,6 +51,7 @@ def test_all_settings(tmp_path):
         max_log_bytes = 5000
         script_temp_path = /var/tmp
         poll_interval = 0.1
+        poll_wait = 0
         ping_interval = 0.5
     """))
     config = load_config(path)
@@ -58,6 +60,7 @@ def test_all_settings(tmp_path):
     assert config.max_log_bytes == 5000
     assert config.script_temp_path == "/var/tmp"
     assert config.poll_interval == 0.1
+    assert config.poll_wait == 0
     assert config.ping_interval == 0.5
 
 
@@ -68,6 +71,9 @@ def test_all_settings(tmp_path):
         ("concurrent_jobs = many", "concurrent_jobs"),
         ("poll_interval = 0", "poll_interval"),
         ("ping_interval = -1", "ping_interval"),
+        ("poll_wait = -1", "poll_wait"),
+        ("poll_wait = 31", "poll_wait"),
+        ("poll_wait = inf", "poll_wait"),
         ("ping_interval = nan", "ping_interval"),
         ("max_log_bytes = 10", "max_log_bytes"),
         ("log_level = loud", "log_level"),

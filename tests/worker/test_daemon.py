@@ -56,16 +56,16 @@ class Tap:
             self._rules.clear()
 
     def add_rule(self, method, path, *, body_key=None, answers=(None,), forward=False,
-                 before=None, after=None):
+                 before=None, after=None, answer_body=None):
         """The next len(answers) matching requests: `before()` is called
         first; the request reaches the app only with `forward`, and `after()`
         is called once the app answered; a status in `answers` replaces the
-        app's answer (None keeps it)."""
+        app's answer (None keeps it), with `answer_body` as its JSON if given."""
         with self._lock:
             self._rules.append({
                 "method": method, "path": path, "body_key": body_key,
                 "answers": list(answers), "forward": forward, "before": before,
-                "after": after,
+                "after": after, "answer_body": answer_body,
             })
 
     def _take_rule(self, method, path, body):
@@ -108,7 +108,8 @@ class Tap:
         if answer is not None:
             phrase = http.HTTPStatus(answer).phrase
             status = f"{answer} {phrase}"
-            chunks = [json.dumps({"error": f"{phrase} (injected by the test)"}).encode()]
+            chunks = [json.dumps(rule["answer_body"] or {"error": f"{phrase} (injected by the test)"}
+                                 ).encode()]
             headers = [("Content-Type", "application/json")]
         with self._lock:
             self.requests.append(Request(method, path, body, int(status.split()[0]), api_key))
@@ -316,25 +317,32 @@ def test_claims_runs_reports_and_returns(world, start_daemon):
     assert stored.enqueue_dts <= stored.start_dts <= stored.return_dts
     assert stored.run_log.content == "hello from the job\n"
     assert world.job(job).fail_times == 0
-    assert all(r.status in (200, 201, 202) for r in world.requests())
+    # This server takes no log in the return: the worker's one try of it is
+    # its only refused request, and it falls back to the original steps.
+    refused = [r for r in world.requests() if r.status not in (200, 201, 202)]
+    assert [(r.method, r.status, "log_content" in r.body) for r in refused] == [
+        ("PATCH", 400, True)]
 
     run_patches = world.run_patches(run)
     assert set(run_patches[0]) == {"enqueue_dts", "worker"}
     assert run_patches[0]["worker"] == world.worker_uri
     assert set(run_patches[1]) == {"start_dts", "pid"}
+    assert set(run_patches[2]) == {"return_dts", "return_success", "log_content"}
+    assert run_patches[2]["log_content"] == "hello from the job\n"
     assert set(run_patches[-1]) == {"return_dts", "return_success"}
-    assert len(run_patches) == 3
+    assert run_patches[2]["return_dts"] == run_patches[-1]["return_dts"]
+    assert len(run_patches) == 4
     for value in (run_patches[0]["enqueue_dts"], run_patches[-1]["return_dts"]):
         assert value.endswith("+00:00") and "." in value
     # What the worker sent is what the server stored, microseconds included.
     assert stored.enqueue_dts == parse(run_patches[0]["enqueue_dts"])
     assert stored.return_dts == parse(run_patches[-1]["return_dts"])
-    # The log is stored before the run is returned.
+    # The log is stored before the run is returned (the original steps).
     sent = world.requests()
     log_write = max(i for i, r in enumerate(sent)
                     if r.path.startswith("/api/v1/run_log/") and r.method in ("POST", "PATCH"))
     run_return = next(i for i, r in enumerate(sent)
-                      if r.method == "PATCH" and "return_dts" in (r.body or {}))
+                      if r.method == "PATCH" and "return_dts" in (r.body or {}) and r.status == 202)
     assert log_write < run_return
 
 
@@ -443,11 +451,14 @@ def test_return_is_retried_through_server_errors(world, start_daemon):
     world.live.tap.add_rule("PATCH", f"/api/v1/run/{run.id}/", body_key="return_dts",
                             answers=[503, 502, 500])
     running = start_daemon()
-    wait_for(lambda: world.returned(run))
+    wait_for(lambda: world.returned(run), timeout=30)
     assert running.stop() == 0
     returns = [r for r in world.requests("PATCH", f"/api/v1/run/{run.id}/")
                if "return_dts" in r.body]
-    assert [r.status for r in returns] == [503, 502, 500, 202]
+    # The return with the log, retried through the errors, then refused by
+    # this server (it takes no log_content): the original return follows.
+    assert [r.status for r in returns] == [503, 502, 500, 400, 202]
+    assert ["log_content" in r.body for r in returns] == [True] * 4 + [False]
     # Every attempt carries the time the script ended.
     assert len({r.body["return_dts"] for r in returns}) == 1
     stored = world.run(run)
@@ -519,8 +530,11 @@ def test_a_kill_request_in_a_listing_older_than_its_execution_is_left_alone(
     # delivered once the run has returned, everything done on that run.
     tap.add_rule("PATCH", "/api/v1/kill_request/", body_key="execute_dts", forward=True,
                  before=lambda: wait_for_event(listing_fetched))
+    # Two returns where the server takes no log in the return: the refused
+    # one with the log, then the original one.
     tap.add_rule("PATCH", f"/api/v1/run/{run.id}/", body_key="return_dts", forward=True,
-                 after=run_returned.set)
+                 answers=(None, None),
+                 after=lambda: world.returned(run) and run_returned.set())
     running = start_daemon()
     wait_for(lambda: world.log_of(run) == "going\n")
     client = SignedClient(world.live.base_url, world.api_key, SECRET)

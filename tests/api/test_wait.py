@@ -1,0 +1,286 @@
+"""The long-poll `wait` on the enqueueable list, against the real app under
+waitress on a database of this module's own (PostgreSQL when
+JOBRUNNER_TEST_DATABASE_URL is set): answered at once when a run is there,
+woken by a run made by another request or another process, woken at a
+pending run's due time, empty when the wait runs out, capped, and holding
+no database connection while it waits (the pool has one connection)."""
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from bench.stack import SignedClient, ThreadedServer, database_from_environment, stack_settings, wait_until
+from jobrunner import main
+from jobrunner.api.waiting import REGISTRY_KEY
+from jobrunner.models import JobTemplate, WorkerPool, utcnow
+
+from ..conftest import Factory
+
+SECRET = "wait-secret"
+MAX_WAITING = 2
+LIST = "/api/v1/run/?state=enqueueable"
+
+
+class Live:
+    def __init__(self, database, server, app):
+        self.database = database
+        self.server = server
+        self.waiters = app.registry[REGISTRY_KEY]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, mail_sink):
+    database = database_from_environment(tmp_path_factory.mktemp("wait"))
+    try:
+        settings = stack_settings(
+            database.url, "http://jobrunner.example", mail_sink.port,
+            **{
+                "jobrunner.api.max_waiting": str(MAX_WAITING),
+                # One connection: a waiter holding it would starve the rest.
+                "sqlalchemy.pool_size": "1",
+                "sqlalchemy.max_overflow": "0",
+                "sqlalchemy.pool_timeout": "3",
+            },
+        )
+        app = main({}, **settings)
+        server = ThreadedServer(app, threads=8)
+        try:
+            yield Live(database, server, app)
+        finally:
+            server.close()
+    finally:
+        database.drop()
+
+
+class World:
+    """A worker of its own, in a pool of its own, with one job."""
+
+    def __init__(self, live):
+        self.live = live
+        api_key = "wait-" + uuid.uuid4().hex[:12]
+        with live.database.Session() as session:
+            factory = Factory(session)
+            worker = factory.worker(api_key=api_key, secret=SECRET)
+            pool = factory.pool(workers=[worker])
+            project = factory.project(pools=[pool])
+            template = factory.template(project, body="{{ content }}")
+            job = factory.job(template, pool, script="#!/bin/sh\necho hi\n")
+            session.commit()
+            self.pool_id, self.template_id = pool.id, template.id
+            self.job_id = job.id
+        self.job_uri = f"/api/v1/job/{self.job_id}/"
+        self.client = SignedClient(live.server.base_url, api_key, SECRET)
+        self.worker_uri = f"/api/v1/worker/{worker.id}/"
+
+    def add_run(self, schedule_dts=None):
+        with self.live.database.Session() as session:
+            factory = Factory(session)
+            job = session.get(JobTemplate, self.template_id).jobs[0]
+            run = factory.run(job, schedule_dts=schedule_dts)
+            session.commit()
+            return run.id
+
+    def listing(self, wait, timeout=40):
+        """(seconds taken, status, body) of one enqueueable list."""
+        started = time.monotonic()
+        response = self.client.request("GET", f"{LIST}&wait={wait}", timeout=timeout)
+        return time.monotonic() - started, response.status_code, response.json()
+
+
+@pytest.fixture
+def world(live):
+    return World(live)
+
+
+class Waiter(threading.Thread):
+    """A list with `wait` sent from a thread; `answered_at` is time.time()."""
+
+    def __init__(self, world, wait):
+        super().__init__(daemon=True)
+        self.world = world
+        self.wait = wait
+        # A client of its own: requests.Session is not for two threads.
+        self.client = SignedClient(world.live.server.base_url, world.client.api_key, SECRET)
+        self.result = None
+        self.answered_at = None
+
+    def run(self):
+        response = self.client.request("GET", f"{LIST}&wait={self.wait}", timeout=40)
+        self.answered_at = time.time()
+        self.result = (response.status_code, response.json())
+
+
+def start_waiting(world, wait, count=1):
+    waiters = world.live.waiters
+    before = waiters.count
+    waiter = Waiter(world, wait)
+    waiter.start()
+    wait_until(lambda: waiters.count >= before + count, timeout=10, interval=0.01,
+               message="the request to wait")
+    return waiter
+
+
+def ids(body):
+    return [run["id"] for run in body["objects"]]
+
+
+def test_answered_at_once_when_a_run_is_there(world):
+    run_id = world.add_run()
+    seconds, status, body = world.listing(10)
+    assert status == 200
+    assert ids(body) == [run_id]
+    assert seconds < 1
+
+
+def test_empty_when_the_wait_runs_out(world):
+    seconds, status, body = world.listing(0.6)
+    assert status == 200
+    assert body["objects"] == [] and body["meta"]["total_count"] == 0
+    assert 0.6 <= seconds < 2
+
+
+def test_woken_by_a_run_another_request_creates(world):
+    waiter = start_waiting(world, 10)
+    response = world.client.request("POST", "/api/v1/run/", {
+        "job": world.job_uri, "schedule_dts": utcnow().isoformat()})
+    posted_at = time.time()
+    assert response.status_code == 201, response.text
+    waiter.join(timeout=5)
+    assert waiter.result is not None
+    status, body = waiter.result
+    assert status == 200 and ids(body) == [response.json()["id"]]
+    assert waiter.answered_at - posted_at < 0.3
+
+
+CREATE_RUN = """
+import sys, time
+from sqlalchemy.orm import Session
+from jobrunner.models import Job, get_engine, utcnow
+from jobrunner.scheduling.runs import create_run
+engine = get_engine({"sqlalchemy.url": sys.argv[1]})
+with Session(engine) as session:
+    create_run(session, session.get(Job, int(sys.argv[2])), utcnow(), is_manual=True)
+    session.commit()
+print(time.time())
+"""
+
+
+def test_woken_by_a_run_another_process_creates(world):
+    """PostgreSQL: the NOTIFY reaches this process's listener; SQLite: the
+    re-check of the database's data version sees the commit."""
+    waiter = start_waiting(world, 20)
+    done = subprocess.run(
+        [sys.executable, "-c", CREATE_RUN, world.live.database.url, str(world.job_id)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    committed_at = float(done.stdout.split()[-1])
+    waiter.join(timeout=5)
+    assert waiter.result is not None
+    status, body = waiter.result
+    assert status == 200 and len(body["objects"]) == 1
+    assert waiter.answered_at - committed_at < 0.3
+
+
+def test_woken_when_a_pending_run_falls_due(world):
+    due = utcnow() + timedelta(seconds=1.5)
+    run_id = world.add_run(schedule_dts=due)
+    seconds, status, body = world.listing(10)
+    answered = utcnow()
+    assert status == 200 and ids(body) == [run_id]
+    assert due <= answered < due + timedelta(seconds=0.3)
+    assert 1 <= seconds < 2
+
+
+@pytest.mark.parametrize("query", [
+    f"{LIST}&wait=0", f"{LIST}&wait=-1", f"{LIST}&wait=30.5", f"{LIST}&wait=abc",
+    f"{LIST}&wait=nan", f"{LIST}&wait=inf", f"{LIST}&wait=", "/api/v1/run/?wait=5",
+    "/api/v1/run/?state=scheduled&wait=5",
+])
+def test_a_wait_out_of_range_or_off_the_enqueueable_list_is_a_400(world, query):
+    response = world.client.request("GET", query)
+    assert response.status_code == 400
+    assert "wait" in response.json()["errors"]
+
+
+def test_a_fraction_of_a_second_and_the_longest_wait_are_accepted(world):
+    run_id = world.add_run()
+    for wait in ("0.05", "30"):
+        _seconds, status, body = world.listing(wait)
+        assert status == 200 and ids(body) == [run_id]
+
+
+def test_beyond_the_cap_a_wait_is_answered_at_once(world):
+    waiters = [start_waiting(world, 3) for _ in range(MAX_WAITING)]
+    assert world.live.waiters.count == MAX_WAITING
+    seconds, status, body = world.listing(3)
+    assert status == 200 and body["objects"] == []
+    assert seconds < 1
+    for waiter in waiters:
+        waiter.join(timeout=10)
+        assert waiter.result[0] == 200
+    assert world.live.waiters.count == 0
+
+
+def test_a_waiting_request_holds_no_connection(world):
+    """The pool has one connection: another request is served meanwhile."""
+    waiter = start_waiting(world, 4)
+    started = time.monotonic()
+    response = world.client.request("GET", world.worker_uri)
+    assert response.status_code == 200
+    assert time.monotonic() - started < 1
+    assert waiter.is_alive()
+    waiter.join(timeout=10)
+    assert waiter.result == (200, waiter.result[1]) and waiter.result[1]["objects"] == []
+
+
+def test_the_original_steps_still_work(world):
+    """List without wait, claim, GET the job, start, POST the log, return."""
+    run_id = world.add_run()
+    client = world.client
+    listed = client.get(LIST)
+    assert ids(listed) == [run_id]
+    run_uri = listed["objects"][0]["resource_uri"]
+    claim = client.request("PATCH", run_uri, {"enqueue_dts": utcnow().isoformat(),
+                                              "worker": world.worker_uri})
+    assert claim.status_code == 202, claim.text
+    job = client.get(claim.json()["job"])
+    assert job["script_content"].startswith("#!/bin/sh")
+    start = client.request("PATCH", run_uri, {"start_dts": utcnow().isoformat(), "pid": 42})
+    assert start.status_code == 202, start.text
+    log = client.request("POST", "/api/v1/run_log/", {"run": run_uri, "content": "hi\n"})
+    assert log.status_code == 201, log.text
+    done = client.request("PATCH", run_uri, {"return_dts": utcnow().isoformat(),
+                                             "return_success": True})
+    assert done.status_code == 202, done.text
+    assert client.get(run_uri)["return_success"] is True
+    assert client.get(LIST)["objects"] == []
+
+
+def test_a_release_wakes_a_waiting_worker_of_the_pool(world):
+    """A run another worker gives back is enqueueable again: the waiter hears of it."""
+    with world.live.database.Session() as session:
+        factory = Factory(session)
+        other = factory.worker(api_key="other-" + uuid.uuid4().hex[:12], secret=SECRET)
+        pool = session.get(WorkerPool, world.pool_id)
+        pool.workers.append(other)
+        session.commit()
+        other_uri, other_key = f"/api/v1/worker/{other.id}/", other.api_key
+    run_id = world.add_run()
+    other_client = SignedClient(world.live.server.base_url, other_key, SECRET)
+    run_uri = f"/api/v1/run/{run_id}/"
+    claim = other_client.request("PATCH", run_uri, {"enqueue_dts": utcnow().isoformat(),
+                                                    "worker": other_uri})
+    assert claim.status_code == 202, claim.text
+    waiter = start_waiting(world, 10)
+    # Back to the pool, for any of its workers.
+    release = other_client.request("PATCH", run_uri, {"enqueue_dts": None, "start_dts": None,
+                                                      "worker": None})
+    released_at = time.time()
+    assert release.status_code == 202, release.text
+    waiter.join(timeout=5)
+    assert waiter.result is not None and ids(waiter.result[1]) == [run_id]
+    assert waiter.answered_at - released_at < 0.3
