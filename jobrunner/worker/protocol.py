@@ -87,16 +87,23 @@ def release_body():
 
 
 def start_body(start_dts, pid=None):
-    """The script started as `pid`; without a pid, the start time of a run
-    whose script could not start (a run is returned only after it started)."""
+    """The run starts now (the project's worker reports it before the
+    script runs, and the pid on its own or with the return)."""
     body = {"start_dts": start_dts}
     if pid is not None:
         body["pid"] = pid
     return body
 
 
-def return_body(return_dts, success, timed_out=False, log_content=None):
+def pid_body(pid):
+    return {"pid": pid}
+
+
+def return_body(return_dts, success, timed_out=False, log_content=None, pid=None):
     body = {"return_dts": return_dts, "return_success": bool(success)}
+    if pid is not None:
+        # The pid of a script that ended before it was reported on its own.
+        body["pid"] = pid
     if timed_out:
         # Sent only when true: a server without timeouts never sees it.
         body["timed_out"] = True

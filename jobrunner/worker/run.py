@@ -29,13 +29,18 @@ RESTARTED_NOTE = (
 )
 
 
+# A script still running after this long gets its pid reported on its own;
+# a shorter one's pid goes with the return.
+PID_REPORT_DELAY_SECONDS = 1.0
+
+
 def timed_out_line(timeout):
     """The last line of the log of a run killed for its job's timeout."""
     return f"[timed out after {timeout:g} s]"
 
 
 def return_run(client, run_uri, success, abort=None, return_dts=None, timed_out=False,
-               log_content=None, fast_path=None):
+               log_content=None, fast_path=None, pid=None):
     """Report a run's result, retried until the server answers. A run that
     was returned already (by the scheduler, for a worker it gave up on) is
     left as it is.
@@ -46,7 +51,7 @@ def return_run(client, run_uri, success, abort=None, return_dts=None, timed_out=
     original way, where a refused log does not hold back the return."""
     response = client.request(
         "PATCH", run_uri,
-        data=protocol.return_body(return_dts or client.now_iso(), success, timed_out, log_content),
+        data=protocol.return_body(return_dts or client.now_iso(), success, timed_out, log_content, pid),
         abort=abort,
     )
     if log_content is not None and response.status_code not in (*protocol.UPDATED, protocol.CONFLICT):
@@ -191,6 +196,7 @@ class RunHandler(threading.Thread):
         self.run_uri = run["resource_uri"]
         self.kill_event = threading.Event()
         self.pid = None
+        self.pid_reported = False
         self.started = False
         # When the server confirmed the start (time.monotonic()), and
         # whether the script has ended: the daemon's check of its started
@@ -249,22 +255,41 @@ class RunHandler(threading.Thread):
             self._close_kill_requests()
             self.worker_daemon.run_finished(self)
 
-    def _report_start(self, start_dts, pid=None):
-        """True when the server stored the start."""
+    def _report_start(self, start_dts):
+        """True when the server stored the start. It is stored before the
+        script runs: a run the server has not seen start is freed for
+        another worker when its holder stops answering, so a script
+        started first could run twice."""
         response = self.client.request(
-            "PATCH", self.run_uri, data=protocol.start_body(start_dts, pid),
+            "PATCH", self.run_uri, data=protocol.start_body(start_dts),
             abort=self.worker_daemon.force_event,
         )
         if response.status_code in protocol.UPDATED:
             self.start_confirmed_at = time.monotonic()
+            self.started = True
             return True
-        if pid is not None and response.status_code in protocol.NOT_OURS:
-            self.fence(f"start refused: {response.status_code}")
+        if response.status_code in protocol.NOT_OURS:
+            log.error("run %s is no longer this worker's (start refused: %s); not running it",
+                      self.run_uri, response.status_code)
             return False
-        log.error("run %s: start refused (%s %s); %sgiving up",
-                  self.run_uri, response.status_code, response.text[:300],
-                  "killing the script and " if pid is not None else "")
+        log.error("run %s: start refused (%s %s); giving it back",
+                  self.run_uri, response.status_code, response.text[:300])
+        self._release()
         return False
+
+    def _report_pid(self, pid):
+        """The pid of a script that runs for a while; a short one's pid goes
+        with its return instead (one request less per run)."""
+        with self._lock:
+            if self.script_done or self.fenced is not None:
+                return
+        response = self.client.request(
+            "PATCH", self.run_uri, data=protocol.pid_body(pid), abort=self.worker_daemon.force_event,
+        )
+        if response.status_code in protocol.UPDATED:
+            self.pid_reported = True
+        elif response.status_code in protocol.NOT_OURS:
+            self.fence(f"pid refused: {response.status_code}")
 
     def _release(self):
         try:
@@ -305,14 +330,21 @@ class RunHandler(threading.Thread):
             on_refused=self.fence,
         )
         start_dts = self.client.now_iso()
+        if not self._report_start(start_dts):
+            return
 
         def on_started(pid):
-            self.pid = pid
-            self.started = True
-            if not self._report_start(start_dts, pid):
+            with self._lock:
+                self.pid = pid
+                fenced = self.fenced is not None
+            if fenced:
                 return False
             log.info("run %s started as pid %s", self.run_uri, pid)
             reporter.start()
+            pid_timer = threading.Timer(PID_REPORT_DELAY_SECONDS, self._report_pid, (pid,))
+            pid_timer.daemon = True
+            timers.append(pid_timer)
+            pid_timer.start()
             if timeout:
                 timer = threading.Timer(timeout, time_out)
                 timer.daemon = True
@@ -352,9 +384,6 @@ class RunHandler(threading.Thread):
         if result.error is not None:
             log.warning("run %s could not start: %s", self.run_uri, result.error)
             log_buffer.write_line(NOTE_PREFIX + result.error)
-            # A run is returned after it started; record when it tried to.
-            if not self._report_start(start_dts):
-                return
 
         kill_requests = self._close_kill_requests()
         was_timed_out = result.killed and timed_out.is_set() and not kill_requests
@@ -377,9 +406,10 @@ class RunHandler(threading.Thread):
 
         content = log_buffer.render()
         fast_path = self.worker_daemon.fast_path
+        pid = result.pid if not self.pid_reported else None
         if fast_path.log_in_return and return_run(
             self.client, self.run_uri, result.success, abort=force, return_dts=finished_dts,
-            timed_out=was_timed_out, log_content=content, fast_path=fast_path,
+            timed_out=was_timed_out, log_content=content, fast_path=fast_path, pid=pid,
         ):
             return
         try:
@@ -388,4 +418,4 @@ class RunHandler(threading.Thread):
             log.error("run %s: log not stored: %s", self.run_uri, error)
 
         return_run(self.client, self.run_uri, result.success, abort=force, return_dts=finished_dts,
-                   timed_out=was_timed_out)
+                   timed_out=was_timed_out, pid=pid)

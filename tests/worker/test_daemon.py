@@ -317,33 +317,27 @@ def test_claims_runs_reports_and_returns(world, start_daemon):
     assert stored.enqueue_dts <= stored.start_dts <= stored.return_dts
     assert stored.run_log.content == "hello from the job\n"
     assert world.job(job).fail_times == 0
-    # This server takes no log in the return: the worker's one try of it is
-    # its only refused request, and it falls back to the original steps.
-    refused = [r for r in world.requests() if r.status not in (200, 201, 202)]
-    assert [(r.method, r.status, "log_content" in r.body) for r in refused] == [
-        ("PATCH", 400, True)]
+    # Nothing refused: the fast path throughout.
+    assert [r for r in world.requests() if r.status not in (200, 201, 202)] == []
 
     run_patches = world.run_patches(run)
     assert set(run_patches[0]) == {"enqueue_dts", "worker"}
     assert run_patches[0]["worker"] == world.worker_uri
-    assert set(run_patches[1]) == {"start_dts", "pid"}
-    assert set(run_patches[2]) == {"return_dts", "return_success", "log_content"}
+    # The start is stored before the script runs; a script this short has
+    # its pid sent with the return, and the final log with it.
+    assert set(run_patches[1]) == {"start_dts"}
+    assert set(run_patches[2]) == {"return_dts", "return_success", "log_content", "pid"}
     assert run_patches[2]["log_content"] == "hello from the job\n"
-    assert set(run_patches[-1]) == {"return_dts", "return_success"}
-    assert run_patches[2]["return_dts"] == run_patches[-1]["return_dts"]
-    assert len(run_patches) == 4
+    assert run_patches[2]["pid"] == stored.pid
+    assert len(run_patches) == 3
     for value in (run_patches[0]["enqueue_dts"], run_patches[-1]["return_dts"]):
         assert value.endswith("+00:00") and "." in value
     # What the worker sent is what the server stored, microseconds included.
     assert stored.enqueue_dts == parse(run_patches[0]["enqueue_dts"])
+    assert stored.start_dts == parse(run_patches[1]["start_dts"])
     assert stored.return_dts == parse(run_patches[-1]["return_dts"])
-    # The log is stored before the run is returned (the original steps).
-    sent = world.requests()
-    log_write = max(i for i, r in enumerate(sent)
-                    if r.path.startswith("/api/v1/run_log/") and r.method in ("POST", "PATCH"))
-    run_return = next(i for i, r in enumerate(sent)
-                      if r.method == "PATCH" and "return_dts" in (r.body or {}) and r.status == 202)
-    assert log_write < run_return
+    # The claim's answer carried the job: the worker never asked for it.
+    assert world.requests("GET", f"/api/v1/job/{job.id}/") == []
 
 
 def test_pings_with_version_and_concurrency(world, start_daemon):
@@ -455,10 +449,10 @@ def test_return_is_retried_through_server_errors(world, start_daemon):
     assert running.stop() == 0
     returns = [r for r in world.requests("PATCH", f"/api/v1/run/{run.id}/")
                if "return_dts" in r.body]
-    # The return with the log, retried through the errors, then refused by
-    # this server (it takes no log_content): the original return follows.
-    assert [r.status for r in returns] == [503, 502, 500, 400, 202]
-    assert ["log_content" in r.body for r in returns] == [True] * 4 + [False]
+    # The return with the log, retried through the errors until it is taken.
+    assert [r.status for r in returns] == [503, 502, 500, 202]
+    assert all("log_content" in r.body for r in returns)
+    assert world.log_of(run) == "ok\n"
     # Every attempt carries the time the script ended.
     assert len({r.body["return_dts"] for r in returns}) == 1
     stored = world.run(run)
@@ -510,7 +504,8 @@ def test_kill_request_kills_the_run(world, start_daemon):
     order = [(r.path, tuple(r.body or ())) for r in world.requests("PATCH")]
     kill_enqueue = order.index((kill_uri, ("enqueue_dts",)))
     kill_execute = order.index((kill_uri, ("execute_dts",)))
-    run_return = order.index((f"/api/v1/run/{run.id}/", ("return_dts", "return_success")))
+    run_return = next(i for i, (path, keys) in enumerate(order)
+                      if path == f"/api/v1/run/{run.id}/" and "return_dts" in keys)
     assert kill_enqueue < kill_execute < run_return
 
 
