@@ -19,6 +19,9 @@ STATEMENTS = {
     "return": 9,    # the run, its project, the job locked, the UPDATE, kill requests,
                     # the job's last schedule, the siblings, the children
 }
+# On PostgreSQL a return also sends the NOTIFY that wakes waiting workers
+# (another schedule of the job may be enqueueable now).
+NOTIFIES = {"return": 1}
 
 
 def claim_body(worker):
@@ -29,7 +32,8 @@ def return_body(**extra):
     return {"return_dts": now().isoformat(), "return_success": True, **extra}
 
 
-def test_each_hot_call_costs_a_fixed_number_of_statements(world, factory, as_worker, count_statements):
+def test_each_hot_call_costs_a_fixed_number_of_statements(world, factory, as_worker, count_statements,
+                                                          connection):
     client = as_worker(world.worker)
     client.get("/api/v1/worker/")  # the worker is looked up once, then kept
     run = factory.run(world.job)
@@ -53,7 +57,9 @@ def test_each_hot_call_costs_a_fixed_number_of_statements(world, factory, as_wor
             call()
         counts[name] = [s for s in count_statements.statements
                         if not s.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))]
-    assert {name: len(s) for name, s in counts.items()} == STATEMENTS, counts
+    notifies = NOTIFIES if connection.dialect.name == "postgresql" else {}
+    expected = {name: count + notifies.get(name, 0) for name, count in STATEMENTS.items()}
+    assert {name: len(s) for name, s in counts.items()} == expected, counts
 
 
 # --- the script in the claim's answer ---------------------------------------------------

@@ -155,8 +155,9 @@ def test_a_run_killed_by_a_project_admin_stops_with_its_children(scene, mailbox)
     scene.start_worker(1)
     script = wait_until(lambda: read_pid(script_pid), message="the script's pid")
     child = wait_until(lambda: read_pid(child_pid), message="the child's pid")
-    [run] = wait_until(lambda: [r for r in scene.runs_of(job) if r["start_dts"]])
-    assert run["pid"] == script
+    # The start is stored before the script runs, its pid a moment later.
+    [run] = wait_until(lambda: [r for r in scene.runs_of(job) if r["pid"]], message="the pid")
+    assert run["start_dts"] and run["pid"] == script
 
     admin = scene.stack.login(scene.admin.username, PASSWORD)
     response = admin.post("/api/v1/kill_request/", {"run": run["resource_uri"]})
@@ -249,7 +250,7 @@ def test_a_worker_restarted_mid_run_returns_its_run_as_failed(scene):
     scene.schedule(job)
     worker = scene.start_worker(1)
     script = wait_until(lambda: read_pid(script_pid))
-    [started] = wait_until(lambda: [r for r in scene.runs_of(job) if r["start_dts"]])
+    [started] = wait_until(lambda: [r for r in scene.runs_of(job) if r["pid"]], message="the pid")
     wait_until(lambda: scene.log_of(started) == "working\n", message="the live log")
 
     worker.send_signal(signal.SIGKILL)
@@ -282,7 +283,7 @@ def test_a_killed_worker_s_run_is_failed_by_the_scheduler(impatient_stack, make_
     job = scene.job("echo working\nsleep 300")
     scene.schedule(job)
     worker = scene.start_worker(1)
-    [started] = wait_until(lambda: [r for r in scene.runs_of(job) if r["start_dts"]])
+    [started] = wait_until(lambda: [r for r in scene.runs_of(job) if r["pid"]], message="the pid")
     wait_until(lambda: scene.log_of(started) == "working\n", message="the live log")
 
     worker.send_signal(signal.SIGKILL)

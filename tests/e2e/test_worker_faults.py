@@ -100,8 +100,8 @@ def test_a_run_the_scheduler_failed_is_killed_on_its_worker_which_keeps_working(
     job = scene.job(marked(markers, f"echo $$ > {pid_file}\nsleep 600"))
     scene.schedule(job)
     worker = scene.start_worker(1)
-    [started] = wait_until(lambda: [r for r in scene.runs_of(job) if r["start_dts"]],
-                           message="the start")
+    [started] = wait_until(lambda: [r for r in scene.runs_of(job) if r["pid"]],
+                           message="the start and the pid")
     script_pid = wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(),
                             message="the script's pid")
     script_pid = int(script_pid)

@@ -7,11 +7,11 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jobrunner.scheduling.reschedule import RescheduleError, is_excluded, next_schedule
-from jobrunner.scheduling.wallclock import is_gap_end
+from jobrunner.scheduling.wallclock import is_gap_end, resolve_wall_time
 
 UTC = timezone.utc
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -373,6 +373,10 @@ def test_property_result_is_utc_and_after_now(schedule):
 
 @PROPERTY_SETTINGS
 @given(schedules(interval_types=("MINUTE", "HOUR"), max_age=timedelta(days=20 * 366)))
+# Chile's clocks jump from 24:00 to 01:00: the grid time 00:00 runs at 01:00.
+@example({"last_schedule_dts": datetime(2022, 6, 21, 21, 20, tzinfo=UTC), "interval": 112,
+          "interval_type": "MINUTE", "excludes": [], "tz": ZoneInfo("America/Santiago"),
+          "now": datetime(2030, 9, 8, 2, 8, tzinfo=UTC)})
 def test_property_minute_and_hour_results_lie_on_the_local_wall_time_grid(schedule):
     # Replaces the grid of absolute time that MINUTE and HOUR used to follow:
     # they now keep the local time of day across daylight-saving changes.
@@ -385,8 +389,13 @@ def test_property_minute_and_hour_results_lie_on_the_local_wall_time_grid(schedu
     if not is_gap_end(result, tz):
         assert (result_wall - origin) % step == timedelta(0)
     assert result_wall > origin or result > last
+    grid_wall = result_wall
+    if (result_wall - origin) % step:
+        # A gap's end: the grid time is the last one before it, in the gap.
+        grid_wall = origin + ((result_wall - origin) // step) * step
+        assert resolve_wall_time(grid_wall, tz) == result
     # The grid time one step earlier was not in the future yet.
-    assert reference_instant(result_wall - step, tz) <= max(now, last) or result_wall - step <= origin
+    assert reference_instant(grid_wall - step, tz) <= max(now, last) or grid_wall - step <= origin
 
 
 @PROPERTY_SETTINGS
