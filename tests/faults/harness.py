@@ -14,8 +14,11 @@ id as JOBRUNNER_RUN_ID). At the end the trace is compared with the database:
   killed, say);
 * executed twice: more than one `start` line for one run;
 * lost: not returned within the allowed time, returned without ever having
-  run, or run to its end (an `end` line) and then recorded as failed when
-  its worker lived on to report it;
+  run (except, where the fault kills workers, a run whose start was stored
+  and that was returned failed: its worker died between storing the start
+  and spawning the script, and the run is reported, not lost), or run to
+  its end (an `end` line) and then recorded as failed when its worker lived
+  on to report it;
 * recovery: seconds from the fault's end until the first run returns after it.
 """
 import collections
@@ -221,7 +224,9 @@ class Load:
 
     def figures(self, fault_end, interrupted_ok=False):
         """The figures of the module's docstring; with `interrupted_ok`, a run
-        that ran to its end while its worker was down may be recorded failed."""
+        that ran to its end while its worker was down may be recorded failed,
+        and a started run whose worker died before its script ran is
+        returned failed without a trace."""
         runs = self.runs()
         starts, ends = self.executions()
         completed = sum(1 for run in runs.values() if run.return_success)
@@ -230,7 +235,8 @@ class Load:
         lost = sorted(
             run.id for run in runs.values()
             if run.return_dts is None
-            or starts[run.id] == 0
+            or (starts[run.id] == 0
+                and not (interrupted_ok and run.start_dts is not None and not run.return_success))
             or (not interrupted_ok and not self.failing and ends[run.id] and not run.return_success)
         )
         after = [epoch(run.return_dts) for run in runs.values()
