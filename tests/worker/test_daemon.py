@@ -590,7 +590,7 @@ def test_restart_settles_runs_left_by_an_earlier_process(world, start_daemon):
     running = start_daemon()
     # The run put back in the queue is then claimed and run afresh.
     wait_for(lambda: world.returned(in_queue) and world.returned(started)
-             and world.returned(started_without_log))
+             and world.returned(started_without_log), timeout=30)
     assert running.stop() == 0
 
     assert world.run_patches(in_queue)[0] == {"enqueue_dts": None, "start_dts": None}
