@@ -32,9 +32,9 @@ class CountingClient(ApiClient):
     counts = Counter()
     lock = threading.Lock()
 
-    def send_once(self, method, path, params=None, data=None):
+    def send_once(self, method, path, params=None, data=None, timeout=None):
         try:
-            response = super().send_once(method, path, params, data)
+            response = super().send_once(method, path, params, data, timeout)
         except TransientError:
             with self.lock:
                 self.counts["transient"] += 1
