@@ -59,10 +59,14 @@ def not_found(exc, request):
 DOMAIN_STATUS = ((InvalidFields, 400), (NotAllowed, 403), (RunConflict, 409))
 
 
+def domain_status(exc):
+    """The HTTP status of a domain error."""
+    return next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 400)
+
+
 @exception_view_config(DomainError)
 def domain_error(exc, request):
-    status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 400)
-    return json_error(request, status, exc.message, exc.errors)
+    return json_error(request, domain_status(exc), exc.message, exc.errors)
 
 
 @exception_view_config(IntegrityError)

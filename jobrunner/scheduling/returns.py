@@ -100,7 +100,9 @@ def retry(dbsession, run, job):
 
 def schedule_children(dbsession, run, job, now):
     """Once every run of the schedule has returned: each enabled child, now."""
-    if not run.schedule_children:
+    # A job without children has nothing to schedule (the common case: the
+    # siblings need not be read).
+    if not run.schedule_children or not job.children:
         return
     siblings = dbsession.execute(
         select(Run.worker_id, Run.attempt, Run.return_dts, Run.return_success).where(
