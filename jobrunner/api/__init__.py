@@ -52,6 +52,7 @@ def includeme(config):
     config.add_tween("jobrunner.api.request_guard_tween_factory")
     config.add_route("dashboard_overview", "/dashboard/overview.json")
     config.scan(".views")
+    config.scan(".claims")
     config.scan(".schedule_preview")
     config.scan(".overview")
     config.include(".dashboard_data")

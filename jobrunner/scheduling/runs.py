@@ -21,7 +21,8 @@ jobrunner.errors; the REST API and the scheduler call the same code.
 """
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
+from sqlalchemy.orm import load_only
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..domain_errors import InvalidFields, NotAllowed, NotHolder, RunConflict
@@ -30,7 +31,7 @@ from .enqueueable import enqueueable_run_ids
 from . import wakeups  # noqa: F401  (its session hook tells waiting workers)
 
 __all__ = [
-    "RunConflict", "NotHolder", "create_run", "claim", "release", "reset_claim", "progress",
+    "RunConflict", "NotHolder", "create_run", "claim", "claim_due", "release", "reset_claim", "progress",
     "report_return", "mark_returned", "append_log", "create_log", "write_final_log", "holder_update",
     "request_kill", "check_schedule", "move_schedule",
 ]
@@ -115,7 +116,9 @@ def claim(dbsession, run, worker, enqueue_dts, for_worker_id):
     ).one()
     row = dbsession.execute(
         update(Run.__table__)
-        .where(Run.id == run.id, Run.id.in_(enqueueable_run_ids(worker, utcnow())))
+        # The subquery looks at this run only (not at every enqueueable one).
+        .where(Run.id == run.id,
+               Run.id.in_(enqueueable_run_ids(worker, utcnow()).where(Run.id == run.id)))
         .values(enqueue_dts=enqueue_dts, worker_id=worker.id)
         .returning(*Run.__table__.c)
     ).first()
@@ -123,6 +126,68 @@ def claim(dbsession, run, worker, enqueue_dts, for_worker_id):
         raise RunConflict("The run is no longer enqueueable for this worker.")
     _written(run, row)
     return {"script_content": job.script_content, "job_title": job.title, "job_timeout": job.timeout}
+
+
+def claim_due(dbsession, worker, candidates, limit, context=None, start=False):
+    """`worker` claims up to `limit` runs of `candidates` (a SELECT of run
+    ids and job ids: the worker's enqueueable list, in its order), each by
+    the rule of `claim`: the runs' jobs locked with the list, then one
+    conditional UPDATE for all of them. With `start` the runs start as they are claimed (the
+    worker stores the start before it runs a script anyway), and a start
+    makes the next run of a job that allows or replaces overlapping runs,
+    as `progress` does.
+
+    On PostgreSQL a job another transaction holds (another worker claiming
+    it, a return) is skipped, not waited for: it is someone else's now, or
+    listed again next time. Returns [(run, job)]: the claimed runs as
+    written and what the worker needs of each job (script, title, timeout)."""
+    from .next_run import next_run_at_start, next_run_at_start_for
+
+    if worker is None:
+        raise NotAllowed("Only a worker claims a run.")
+    # The jobs' locks are taken with the list itself: on PostgreSQL a run
+    # whose job another transaction holds is passed over and the next one
+    # taken (the queue's SKIP LOCKED), so two workers claiming at once take
+    # different runs instead of waiting for, or skipping, each other's.
+    head = dbsession.execute(
+        candidates.limit(limit).with_for_update(of=Job.__table__, skip_locked=True)
+    ).all()
+    if not head:
+        return []
+    jobs = {
+        job.id: job for job in dbsession.execute(
+            select(Job.id, Job.script_content, Job.title, Job.timeout, Job.concurrency_policy)
+            .where(Job.id.in_(sorted({row.job_id for row in head})))
+        )
+    }
+    taken = [row.id for row in head]
+    now = utcnow()
+    values = {"enqueue_dts": now, "worker_id": worker.id}
+    if start:
+        values["start_dts"] = now
+    claimed = dbsession.scalars(
+        update(Run)
+        .where(Run.id.in_(taken),
+               Run.id.in_(enqueueable_run_ids(worker, now).where(Run.id.in_(taken))))
+        .values(**values)
+        .returning(Run)
+        .execution_options(populate_existing=True)
+    ).all()
+    logs = dict(dbsession.execute(
+        select(RunLog.run_id, RunLog.id).where(RunLog.run_id.in_([run.id for run in claimed]))
+    ).all()) if claimed else {}
+    for run in claimed:
+        # The answer names the run's log, if it has one (a run claimed again).
+        log_id = logs.get(run.id)
+        set_committed_value(run, "run_log", None if log_id is None
+                            else dbsession.get(RunLog, log_id, options=[load_only(RunLog.id)]))
+    if start and context is not None:
+        for job_id in sorted({run.job_id for run in claimed}):
+            if next_run_at_start_for(jobs[job_id].concurrency_policy):
+                next_run_at_start(dbsession, dbsession.get(Job, job_id), context, now)
+    order = {run_id: index for index, run_id in enumerate(taken)}
+    claimed.sort(key=lambda run: order[run.id])
+    return [(run, jobs[run.job_id]) for run in claimed]
 
 
 def release(dbsession, run, worker, release_worker, start_dts=None):
@@ -189,22 +254,22 @@ def report_return(dbsession, run, worker, return_dts, return_success, context, l
     """The holder returns the run; what a return sets in motion (the job's
     failure count, mail, children, the next schedule) follows in the same
     transaction. With `log_content` the run's final log is written first
-    (created or replaced), under the same holder check as any log write."""
+    (created or replaced), under the same holder check as any log write.
+    `values` (the pid, timed_out) are stored by the return's own UPDATE."""
     from .returns import process_return
 
     _require_running(run, worker)
     if log_content is not None:
         write_final_log(dbsession, run, worker, log_content)
-    for name, value in values.items():
-        setattr(run, name, value)
     dbsession.flush()
-    mark_returned(dbsession, run, return_dts, return_success, worker_id=worker.id)
+    mark_returned(dbsession, run, return_dts, return_success, worker_id=worker.id, **values)
     process_return(dbsession, run, context)
 
 
-def mark_returned(dbsession, run, return_dts, return_success, worker_id=None):
-    """Sets the return once (for `worker_id` only, when given); a second
-    return is a RunConflict and changes nothing."""
+def mark_returned(dbsession, run, return_dts, return_success, worker_id=None, **values):
+    """Sets the return once (for `worker_id` only, when given), with
+    `values` beside it; a second return is a RunConflict and changes
+    nothing."""
     # Siblings of a schedule return one after the other, so exactly one of
     # them sees the schedule complete and schedules the children. (The whole
     # job: what the return sets in motion reads it next.)
@@ -215,7 +280,7 @@ def mark_returned(dbsession, run, return_dts, return_success, worker_id=None):
     row = dbsession.execute(
         update(Run.__table__)
         .where(*conditions)
-        .values(return_dts=return_dts, return_success=bool(return_success))
+        .values(return_dts=return_dts, return_success=bool(return_success), **values)
         .returning(*Run.__table__.c)
     ).first()
     if row is None:
@@ -244,7 +309,10 @@ def write_final_log(dbsession, run, worker, content):
     created or replaced."""
     require_holder(run, worker)
     _require_log_open(run)
-    log_id = dbsession.scalar(
+    # A run item is loaded with its log's id: when it has none, no UPDATE
+    # need look for it.
+    known_absent = "run_log" not in inspect(run).unloaded and run.run_log is None
+    log_id = None if known_absent else dbsession.scalar(
         update(RunLog.__table__).where(RunLog.run_id == run.id).values(content=content)
         .returning(RunLog.id)
     )

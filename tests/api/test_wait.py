@@ -23,6 +23,7 @@ from ..conftest import Factory
 SECRET = "wait-secret"
 MAX_WAITING = 2
 LIST = "/api/v1/run/?state=enqueueable"
+CLAIM = "/api/v1/run/claim/"
 
 
 class Live:
@@ -97,27 +98,33 @@ def world(live):
 
 
 class Waiter(threading.Thread):
-    """A list with `wait` sent from a thread; `answered_at` is time.time()."""
+    """A list with `wait` sent from a thread (or, with `claim`, that claim's
+    body with `wait`); `answered_at` is time.time()."""
 
-    def __init__(self, world, wait):
+    def __init__(self, world, wait, claim=None):
         super().__init__(daemon=True)
         self.world = world
         self.wait = wait
+        self.claim = claim
         # A client of its own: requests.Session is not for two threads.
         self.client = SignedClient(world.live.server.base_url, world.client.api_key, SECRET)
         self.result = None
         self.answered_at = None
 
     def run(self):
-        response = self.client.request("GET", f"{LIST}&wait={self.wait}", timeout=40)
+        if self.claim is None:
+            response = self.client.request("GET", f"{LIST}&wait={self.wait}", timeout=40)
+        else:
+            response = self.client.request("POST", CLAIM, {**self.claim, "wait": self.wait},
+                                           timeout=40)
         self.answered_at = time.time()
         self.result = (response.status_code, response.json())
 
 
-def start_waiting(world, wait, count=1):
+def start_waiting(world, wait, count=1, claim=None):
     waiters = world.live.waiters
     before = waiters.count
-    waiter = Waiter(world, wait)
+    waiter = Waiter(world, wait, claim)
     waiter.start()
     wait_until(lambda: waiters.count >= before + count, timeout=10, interval=0.01,
                message="the request to wait")
@@ -284,3 +291,64 @@ def test_a_release_wakes_a_waiting_worker_of_the_pool(world):
     waiter.join(timeout=5)
     assert waiter.result is not None and ids(waiter.result[1]) == [run_id]
     assert waiter.answered_at - released_at < 0.3
+
+
+# --- the claim of several runs waits as the list does ----------------------------------
+
+
+def test_a_claim_finding_runs_at_once_starts_them(world):
+    run_id = world.add_run()
+    response = world.client.request("POST", CLAIM, {"limit": 4, "start": True, "wait": 10})
+    assert response.status_code == 200, response.text
+    (claimed,) = response.json()["objects"]
+    assert claimed["id"] == run_id and claimed["start_dts"] is not None
+    assert claimed["worker"] == world.worker_uri
+
+
+def test_runs_a_waiting_claim_finds_are_claimed_not_started(world):
+    """The worker may have been asked to stop while it waited: a claimed run
+    can still be given back, a started one not."""
+    waiter = start_waiting(world, 10, claim={"limit": 4, "start": True})
+    response = world.client.request("POST", "/api/v1/run/", {
+        "job": world.job_uri, "schedule_dts": utcnow().isoformat()})
+    posted_at = time.time()
+    assert response.status_code == 201, response.text
+    waiter.join(timeout=5)
+    assert waiter.result is not None
+    status, body = waiter.result
+    assert status == 200 and ids(body) == [response.json()["id"]]
+    (claimed,) = body["objects"]
+    assert claimed["enqueue_dts"] is not None and claimed["start_dts"] is None
+    assert claimed["worker"] == world.worker_uri and claimed["script_content"]
+    assert waiter.answered_at - posted_at < 0.3
+    stored = world.client.get(claimed["resource_uri"])
+    assert stored["enqueue_dts"] is not None and stored["start_dts"] is None
+    # It is given back as any claimed run is.
+    release = world.client.request("PATCH", claimed["resource_uri"], {"enqueue_dts": None})
+    assert release.status_code == 202, release.text
+
+
+def test_a_claims_returns_are_stored_before_it_waits(world):
+    run_id = world.add_run()
+    run_uri = f"/api/v1/run/{run_id}/"
+    claimed = world.client.request("POST", CLAIM, {"limit": 1, "start": True}).json()
+    assert ids(claimed) == [run_id]
+    waiter = start_waiting(world, 10, claim={"limit": 1, "returns": [
+        {"run": run_uri, "return_dts": utcnow().isoformat(), "return_success": True}]})
+    # Seen by others while the claim still waits.
+    assert world.client.get(run_uri)["return_success"] is True
+    assert waiter.is_alive()
+    woken = world.add_run()
+    waiter.join(timeout=5)
+    status, body = waiter.result
+    assert status == 200 and ids(body) == [woken]
+    assert body["returns"] == [{"resource_uri": run_uri, "status": 202}]
+
+
+def test_an_empty_claim_waits_out_its_wait(world):
+    started = time.monotonic()
+    response = world.client.request("POST", CLAIM, {"limit": 2, "start": True, "wait": 0.6})
+    seconds = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.json() == {"objects": [], "returns": []}
+    assert 0.6 <= seconds < 2

@@ -124,3 +124,55 @@ def test_two_schedules_of_one_job_never_become_active_together(committed, app):
             select(Run).where(Run.job_id == job.id, Run.enqueue_dts.is_not(None))
         ).all()
         assert len(active) == 1
+
+
+def test_ten_workers_claiming_several_at_once_take_each_run_once(committed, app):
+    """`POST run/claim/` from ten workers at once, each returning what it
+    got with its next claim: every run claimed, started and returned once."""
+    factory = Factory(committed)
+    workers = [factory.worker() for _ in range(10)]
+    pool = factory.pool(workers=workers)
+    project = factory.project(pools=[pool])
+    template = factory.template(project)
+    runs = [factory.run(factory.job(template, pool)) for _ in range(200)]
+    committed.commit()
+
+    claims = Counter()
+    refused = []
+    failures = []
+    start = threading.Barrier(len(workers))
+
+    def work(worker):
+        try:
+            claim_until_none_left(worker)
+        except BaseException as exc:  # a thread's failure must fail the test
+            failures.append(repr(exc))
+
+    def claim_until_none_left(worker):
+        client = WorkerClient(webtest.TestApp(app), worker)
+        start.wait()
+        returns = []
+        while True:
+            res = client.post("/api/v1/run/claim/", {"limit": 8, "start": True, "returns": returns},
+                              status=200)
+            refused.extend(entry for entry in res.json["returns"] if entry["status"] != 202)
+            got = res.json["objects"]
+            for run in got:
+                assert run["worker"] == uri("worker", worker) and run["start_dts"] is not None
+                claims[run["id"]] += 1
+            if not got and not returns:
+                return
+            returns = [{"run": run["resource_uri"], "return_dts": now().isoformat(),
+                        "return_success": True} for run in got]
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == [] and refused == []
+    assert sorted(claims) == sorted(r.id for r in runs)
+    assert set(claims.values()) == {1}
+    committed.expire_all()
+    assert all(run.return_success for run in committed.scalars(select(Run)))
