@@ -9,6 +9,7 @@ A pure HTTP client of the server: it imports nothing of the server side,
 only the standard library, requests, and the shared signing module.
 """
 
+import collections
 import logging
 import math
 import signal
@@ -38,6 +39,13 @@ from .run import (
 
 log = logging.getLogger("jobrunner.worker")
 
+# How long a busy worker gathers free slots before it claims runs for them.
+CLAIM_GATHER_SECONDS = 0.02
+# How long a handler waits for the claimer to take its return along.
+RETURN_HANDOVER_SECONDS = 0.25
+# How many of its latest runs a worker remembers as its own.
+RECENT_RUNS_KEPT = 4096
+
 
 def configure_logging(level_name):
     logging.basicConfig(
@@ -45,6 +53,32 @@ def configure_logging(level_name):
         level=getattr(logging, level_name.upper()),
         format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s",
     )
+
+
+class ReturnSlip:
+    """A run's return handed to the claimer, and the server's answer to it."""
+
+    def __init__(self, body):
+        self.body = body
+        self.result = None
+        self.done = threading.Event()
+
+    def settle(self, result):
+        if not self.done.is_set():
+            self.result = result
+            self.done.set()
+
+
+def settle_slips(slips, answers):
+    """Give each slip the server's answer for its run (trusting nothing of
+    the answer's shape: a slip without a usable answer gets None)."""
+    by_uri = {}
+    for answer in answers if isinstance(answers, list) else []:
+        if (isinstance(answer, dict) and isinstance(answer.get("resource_uri"), str)
+                and isinstance(answer.get("status"), int) and not isinstance(answer["status"], bool)):
+            by_uri[answer["resource_uri"]] = answer
+    for slip in slips:
+        slip.settle(by_uri.get(slip.body["run"]))
 
 
 class Heartbeat(threading.Thread):
@@ -101,6 +135,10 @@ class Claimer(threading.Thread):
         daemon = self.worker_daemon
         failures = 0
         while not daemon.stop_event.is_set():
+            if daemon.active_run_count and daemon.fast_path.claim_due:
+                # Busy: let a few more slots come free, and claim them in one
+                # request instead of one request a slot.
+                daemon.stop_event.wait(CLAIM_GATHER_SECONDS)
             daemon.slot_freed.clear()
             (_ok, transient), again = daemon._step_with_result(daemon.claim_runs)
             if transient:
@@ -155,6 +193,16 @@ class WorkerDaemon:
         # execute_dts past the run's return.
         self._kill_requests_done = set()
         self._lock = threading.Lock()
+        # Whether a claim's answer was lost (runs may be ours unknown), the
+        # runs this process took most recently, and those an earlier process
+        # left (settled by recover()): none of these is adopted.
+        self._claims_unconfirmed = False
+        # Returns handed to the claimer, and whether its request waits on
+        # the server (then nothing is handed to it).
+        self._outbox = []
+        self._claimer_waits = False
+        self._recent_runs = collections.OrderedDict()
+        self._leftovers = set()
 
     # Control
 
@@ -343,6 +391,8 @@ class WorkerDaemon:
             protocol.RUNS, protocol.own_runs("in_queue", key), abort=abort))
         started = list(self.client.list_all(
             protocol.RUNS, protocol.own_runs("started", key), abort=abort))
+        with self._lock:
+            self._leftovers = {run.get("resource_uri") for run in in_queue + started}
         if not (in_queue or started):
             return None
         thread = threading.Thread(target=self._settle_leftovers, args=(in_queue, started),
@@ -378,11 +428,134 @@ class WorkerDaemon:
         return_run(self.client, run["resource_uri"], False, abort=abort)
 
     def claim_runs(self):
-        """List the enqueueable runs and claim them; True when the list may
-        be asked again at once (runs came, or the server waited for them)."""
+        """Claim due runs and start them; True when the server may be asked
+        again at once (runs came, or the server waited for them)."""
+        if self.fast_path.claim_due:
+            again = self._claim_due()
+            if again is not None:
+                return again
         free = self.config.concurrent_jobs - self.active_run_count
         if free <= 0:
             return False
+        return self._list_and_claim(free)
+
+    def _claim_due(self):
+        """The fast path: one request returns the runs whose handlers handed
+        their return over, and claims and starts runs for the free slots
+        (waiting for them where the server can, when it returns nothing).
+        None when the server does not have it: the caller lists and claims
+        the original way."""
+        fast_path = self.fast_path
+        if self._claims_unconfirmed:
+            self._adopt_unconfirmed_claims()
+        with self._lock:
+            slips, self._outbox = self._outbox, []
+            # A run handed over is still counted until its handler ends.
+            free = self.config.concurrent_jobs - len(self._handlers) + len(slips)
+            wait = fast_path.list_wait if not slips else None
+            self._claimer_waits = wait is not None
+        if self.stop_event.is_set():
+            free = 0
+        if free <= 0 and not slips:
+            with self._lock:
+                self._claimer_waits = False
+            return False
+        asked = time.monotonic()
+        try:
+            try:
+                response = self.client.send_once(
+                    "POST", protocol.RUN_CLAIM,
+                    data=protocol.claim_due_body(max(free, 0), wait, [s.body for s in slips]),
+                    timeout=fast_path.list_timeout(self.client.timeout) if wait else None,
+                )
+            except TransientError:
+                # The server may have claimed and started runs for us even so.
+                self._claims_unconfirmed = True
+                raise
+            finally:
+                with self._lock:
+                    self._claimer_waits = False
+            if fast_path.claim_due_refused(response):
+                log.info("the server does not claim several runs at once (%s); listing and "
+                         "claiming one by one", response.status_code)
+                return None
+            page = response_json(response, "POST", protocol.RUN_CLAIM)
+            if not isinstance(page, dict):
+                page = {}
+            settle_slips(slips, page.get("returns"))
+        finally:
+            # Whatever was not answered is returned by its handler itself.
+            for slip in slips:
+                slip.settle(None)
+        objects = page.get("objects")
+        objects = (objects if isinstance(objects, list) else [])[:max(free, 0)]
+        with self.claiming:
+            for run in objects:
+                if not isinstance(run, dict) or not isinstance(run.get("resource_uri"), str):
+                    log.warning("skipping a claimed entry without resource_uri: %r", run)
+                    continue
+                started = run.get("start_dts") is not None
+                if self.stop_event.is_set() and not started:
+                    # Claimed while the request waited, after the stop.
+                    try:
+                        release_run(self.client, run["resource_uri"], abort=self.force_event)
+                    except (ApiError, RetryAborted) as error:
+                        log.error("run %s: claim not released: %s", run["resource_uri"], error)
+                    continue
+                log.info("claimed run %s", run["resource_uri"])
+                # A run the claim started runs, a stop meanwhile included:
+                # it can no longer go back to the queue.
+                self._start(run, started=started)
+        return bool(objects) or bool(slips) or (
+            wait is not None and time.monotonic() - asked >= wait / 2)
+
+    def return_with_claim(self, run_uri, body):
+        """Hand a run's return (`body`, as its PATCH would carry it) to the
+        claimer, to travel with its next claim: the server's answer for it
+        (a dict with its `status`), or None when it was not sent that way
+        (the claimer was waiting on the server, or did not take it in time,
+        or the answer was lost); the handler then returns the run itself."""
+        if not self.fast_path.claim_due or self.stop_event.is_set():
+            return None
+        slip = ReturnSlip({"run": run_uri, **body})
+        with self._lock:
+            if self._claimer_waits:
+                return None
+            self._outbox.append(slip)
+        self.slot_freed.set()
+        if not slip.done.wait(RETURN_HANDOVER_SECONDS):
+            with self._lock:
+                if slip in self._outbox:
+                    self._outbox.remove(slip)
+                    return None
+            # Taken: its request is on the way.
+            slip.done.wait()
+        return slip.result
+
+    def _adopt_unconfirmed_claims(self):
+        """After a claim whose answer was lost: the runs the server lists as
+        this worker's started runs that this process does not know are the
+        ones that claim started. They run here now (their job fetched as in
+        the original steps); nothing of them is lost or run twice."""
+        with self._lock:
+            known = set(self._handlers) | set(self._recent_runs) | self._leftovers
+        started = self.client.list_all(
+            protocol.RUNS, protocol.own_runs("started", self.config.api_key), retry=False)
+        with self.claiming:
+            with self._lock:
+                known |= set(self._handlers) | set(self._recent_runs)
+            for run in started:
+                if not isinstance(run, dict) or run.get("resource_uri") in known:
+                    continue
+                if not isinstance(run.get("resource_uri"), str):
+                    continue
+                log.warning("run %s was claimed for this worker by a request whose answer "
+                            "was lost; running it now", run["resource_uri"])
+                self._start(run, started=True)
+        self._claims_unconfirmed = False
+
+    def _list_and_claim(self, free):
+        """The original steps: list the enqueueable runs, claim each."""
         fast_path = self.fast_path
         wait = fast_path.list_wait
         asked = time.monotonic()
@@ -447,10 +620,13 @@ class WorkerDaemon:
                     response.status_code, response.text[:300])
         return None
 
-    def _start(self, run):
-        handler = RunHandler(self, run)
+    def _start(self, run, started=False):
+        handler = RunHandler(self, run, started=started)
         with self._lock:
             self._handlers[handler.run_uri] = handler
+            self._recent_runs[handler.run_uri] = None
+            while len(self._recent_runs) > RECENT_RUNS_KEPT:
+                self._recent_runs.popitem(last=False)
         handler.start()
 
     def process_kill_requests(self):

@@ -14,7 +14,9 @@ for the original steps. `FastPath` is the one place that decides:
 * `wait` on the enqueueable list: the server answers when a run is due
   instead of the worker listing every poll_interval;
 * the job's script in the claim's answer, instead of a GET of the job;
-* the final log in the return, instead of a POST or PATCH of the run's log.
+* the final log in the return, instead of a POST or PATCH of the run's log;
+* several runs claimed, and started, in one request (`POST run/claim/`),
+  instead of a list, a claim and a start for each.
 """
 
 import threading
@@ -24,6 +26,7 @@ from .client import parse_datetime
 API = "/api/v1/"
 WORKERS = API + "worker/"
 RUNS = API + "run/"
+RUN_CLAIM = RUNS + "claim/"
 RUN_LOGS = API + "run_log/"
 KILL_REQUESTS = API + "kill_request/"
 
@@ -50,6 +53,18 @@ def enqueueable_runs(limit, wait=None):
     if wait:
         params["wait"] = f"{wait:g}"
     return params
+
+
+def claim_due_body(limit, wait=None, returns=()):
+    """Claim and start up to `limit` due runs, after the `returns` (each the
+    body of a run's return, with `run` naming it); with `wait`, the server
+    holds an empty answer up to that many seconds."""
+    body = {"limit": limit, "start": True}
+    if wait:
+        body["wait"] = wait
+    if returns:
+        body["returns"] = list(returns)
+    return body
 
 
 def own_runs(state, api_key):
@@ -169,6 +184,7 @@ class FastPath:
         self._lock = threading.Lock()
         self.list_wait = poll_wait or None
         self.log_in_return = True
+        self.claim_due = True
 
     def list_timeout(self, default):
         """The read timeout of an enqueueable list."""
@@ -180,6 +196,16 @@ class FastPath:
         if self.list_wait and _refused_field(response, "wait"):
             with self._lock:
                 self.list_wait = None
+            return True
+        return False
+
+    def claim_due_refused(self, response):
+        """True (and the claim of several runs given up) when the server
+        does not have it: no such URL (404, 405), or a body it refused
+        (400). Nothing was claimed."""
+        if self.claim_due and response.status_code in (400, 404, 405):
+            with self._lock:
+                self.claim_due = False
             return True
         return False
 

@@ -61,17 +61,25 @@ def return_run(client, run_uri, success, abort=None, return_dts=None, timed_out=
             log.warning("run %s: return with its log refused (%s %s); trying without",
                         run_uri, response.status_code, response.text[:300])
         return False
-    if response.status_code in protocol.UPDATED:
+    if not settled_return(run_uri, response.status_code, success):
+        log.error("run %s: return refused, giving up: %s %s",
+                  run_uri, response.status_code, response.text[:300])
+    return True
+
+
+def settled_return(run_uri, status, success):
+    """Whether the server's `status` for a run's return settles it (logged
+    here): stored, returned already, or no longer this worker's."""
+    if status in protocol.UPDATED:
         log.info("run %s returned (%s)", run_uri, "success" if success else "failure")
-    elif response.status_code == protocol.CONFLICT:
+    elif status == protocol.CONFLICT:
         # By the scheduler, or by this worker when an answer was lost.
         log.info("run %s had already been returned", run_uri)
-    elif response.status_code == 403:
+    elif status == 403:
         log.warning("run %s is no longer this worker's (return refused: 403); "
                     "its result stays as the server has it", run_uri)
     else:
-        log.error("run %s: return refused, giving up: %s %s",
-                  run_uri, response.status_code, response.text[:300])
+        return False
     return True
 
 
@@ -187,7 +195,9 @@ class RunHandler(threading.Thread):
     lets it mark the run's kill requests executed.
     """
 
-    def __init__(self, worker_daemon, run):
+    def __init__(self, worker_daemon, run, started=False):
+        """`started`: the server stored the run's start already (the claim
+        started it), so the script runs without a start report."""
         super().__init__(name=f"run-{run.get('id')}", daemon=True)
         self.worker_daemon = worker_daemon
         self.client = worker_daemon.client
@@ -197,11 +207,11 @@ class RunHandler(threading.Thread):
         self.kill_event = threading.Event()
         self.pid = None
         self.pid_reported = False
-        self.started = False
+        self.started = started
         # When the server confirmed the start (time.monotonic()), and
         # whether the script has ended: the daemon's check of its started
         # runs judges only runs the server has seen start and that still run.
-        self.start_confirmed_at = None
+        self.start_confirmed_at = time.monotonic() if started else None
         self.script_done = False
         # Why the server no longer counts the run as ours, once it said so.
         self.fenced = None
@@ -297,6 +307,16 @@ class RunHandler(threading.Thread):
         except (RetryAborted, ApiError):
             pass
 
+    def _give_up_started(self, reason):
+        """Return a started run that cannot run here as failed, with why."""
+        abort = self.worker_daemon.force_event
+        try:
+            if not return_run(self.client, self.run_uri, False, abort=abort,
+                              log_content=NOTE_PREFIX + reason + "\n"):
+                return_run(self.client, self.run_uri, False, abort=abort)
+        except (RetryAborted, ApiError):
+            pass
+
     def _execute(self):
         force = self.worker_daemon.force_event
         run_id = self.run_obj.get("id")
@@ -310,8 +330,14 @@ class RunHandler(threading.Thread):
             if not isinstance(job, dict) or not isinstance(job.get("script_content"), str):
                 raise ApiError("GET", str(self.run_obj["job"]), 200, "the job has no script_content")
         except (ApiError, KeyError, TypeError) as error:
-            log.error("run %s: cannot handle it here, giving it back: %s", self.run_uri, error)
-            self._release()
+            if self.started:
+                # Started already: it cannot go back to the queue.
+                log.error("run %s: cannot handle it here, returning it failed: %s",
+                          self.run_uri, error)
+                self._give_up_started(f"the worker could not run it: {error}")
+            else:
+                log.error("run %s: cannot handle it here, giving it back: %s", self.run_uri, error)
+                self._release()
             return
         script_content = job["script_content"]
         env = executor.script_environment(run_id, job.get("title"), self.config.api_base_url)
@@ -329,8 +355,7 @@ class RunHandler(threading.Thread):
             writer, log_buffer, self.worker_daemon.log_update_interval, self.run_obj["id"],
             on_refused=self.fence,
         )
-        start_dts = self.client.now_iso()
-        if not self._report_start(start_dts):
+        if not self.started and not self._report_start(self.client.now_iso()):
             return
 
         def on_started(pid):
@@ -407,11 +432,16 @@ class RunHandler(threading.Thread):
         content = log_buffer.render()
         fast_path = self.worker_daemon.fast_path
         pid = result.pid if not self.pid_reported else None
-        if fast_path.log_in_return and return_run(
-            self.client, self.run_uri, result.success, abort=force, return_dts=finished_dts,
-            timed_out=was_timed_out, log_content=content, fast_path=fast_path, pid=pid,
-        ):
-            return
+        if fast_path.log_in_return:
+            # With the claimer's next request, where it takes it along.
+            answer = self.worker_daemon.return_with_claim(self.run_uri, protocol.return_body(
+                finished_dts, result.success, was_timed_out, content, pid))
+            if answer is not None and settled_return(self.run_uri, answer["status"], result.success):
+                return
+            if return_run(self.client, self.run_uri, result.success, abort=force,
+                          return_dts=finished_dts, timed_out=was_timed_out, log_content=content,
+                          fast_path=fast_path, pid=pid):
+                return
         try:
             writer.write(content)
         except ApiError as error:

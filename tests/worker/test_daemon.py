@@ -24,6 +24,8 @@ import pytest
 from sqlalchemy.orm import selectinload
 
 from jobrunner import main
+from jobrunner.api import waiting
+from jobrunner.models.meta import utcnow
 from jobrunner.models import Job, JobTemplate, KillRequest, Run, RunLog, Worker, WorkerPool
 from jobrunner.signing import parse_header
 from jobrunner.worker.config import WorkerConfig
@@ -182,6 +184,15 @@ class World:
             session.commit()
         self.worker_uri = f"/api/v1/worker/{self.worker.id}/"
 
+    def without_claim_of_several(self):
+        """The server answers as one without `POST run/claim/` (404): the
+        worker lists and claims each run, the original steps."""
+        self.live.tap.add_rule("POST", "/api/v1/run/claim/", answers=[404],
+                               answer_body={"error": "Not found."})
+
+    def claims(self):
+        return [r.body for r in self.requests("POST", "/api/v1/run/claim/")]
+
     def add_worker(self):
         """Another worker in the same pool (no daemon of its own)."""
         api_key = "other-" + uuid.uuid4().hex[:12]
@@ -320,6 +331,64 @@ def test_claims_runs_reports_and_returns(world, start_daemon):
     # Nothing refused: the fast path throughout.
     assert [r for r in world.requests() if r.status not in (200, 201, 202)] == []
 
+    # One request claimed and started the run (its start stored before the
+    # script ran); its return, with the pid and the final log, went once:
+    # with the next claim, or by itself while that claim waited.
+    claims = world.claims()
+    assert claims and all(body["start"] is True and 1 <= body["limit"] <= 4 for body in claims)
+    assert world.requests("GET", "/api/v1/run/?state=enqueueable") == []
+    returns = [entry for body in claims for entry in body.get("returns", [])]
+    returns += world.run_patches(run)
+    assert len(returns) == 1
+    (sent,) = returns
+    assert set(sent) - {"run"} == {"return_dts", "return_success", "log_content", "pid"}
+    assert sent.get("run", f"/api/v1/run/{run.id}/") == f"/api/v1/run/{run.id}/"
+    assert sent["log_content"] == "hello from the job\n"
+    assert sent["pid"] == stored.pid
+    assert sent["return_dts"].endswith("+00:00") and "." in sent["return_dts"]
+    assert stored.return_dts == parse(sent["return_dts"])
+    # The claim's answer carried the job: the worker never asked for it.
+    assert world.requests("GET", f"/api/v1/job/{job.id}/") == []
+
+
+def test_a_full_worker_returns_its_run_with_the_next_claim(world, start_daemon):
+    """With every slot busy nothing is claimed; the run that ends hands its
+    return to the claimer, whose next request carries it and claims the
+    next run for the slot it freed."""
+    job = world.add_job("#!/bin/sh\necho one of two\n")
+    first = world.add_run(job, schedule_dts=utcnow() - timedelta(seconds=2))
+    second = world.add_run(job, schedule_dts=utcnow() - timedelta(seconds=1))
+    running = start_daemon(concurrent_jobs=1)
+    wait_for(lambda: world.returned(first) and world.returned(second))
+    assert running.stop() == 0
+
+    assert world.run(first).run_log.content == "one of two\n"
+    claims = world.claims()
+    carried = [(index, entry["run"]) for index, body in enumerate(claims)
+               for entry in body.get("returns", [])]
+    first_uri = f"/api/v1/run/{first.id}/"
+    assert (1, first_uri) in carried
+    # That claim freed the slot it asked for and took the second run.
+    assert claims[1]["limit"] == 1
+    assert [r for r in world.run_patches(first) if "return_dts" in r] == []
+    assert world.run(second).start_dts >= world.run(first).return_dts
+
+
+def test_an_older_server_gets_the_original_steps(world, start_daemon):
+    """A server without the claim of several runs: the worker lists, claims
+    each run, stores its start before the script runs, and returns it."""
+    world.without_claim_of_several()
+    job = world.add_job("#!/bin/sh\necho hello from the job\n")
+    run = world.add_run(job)
+    running = start_daemon()
+
+    wait_for(lambda: world.returned(run))
+    assert running.stop() == 0
+    stored = world.run(run)
+    assert stored.return_success is True
+    assert stored.run_log.content == "hello from the job\n"
+    assert [r.status for r in world.requests("POST", "/api/v1/run/claim/")] == [404]
+
     run_patches = world.run_patches(run)
     assert set(run_patches[0]) == {"enqueue_dts", "worker"}
     assert run_patches[0]["worker"] == world.worker_uri
@@ -415,6 +484,7 @@ def test_never_more_than_concurrent_jobs_at_once(world, start_daemon):
 
 
 def test_a_run_taken_by_another_worker_is_skipped(world, start_daemon):
+    world.without_claim_of_several()
     run = world.add_run(world.add_job("#!/bin/sh\nexit 0\n"))
     other_worker = world.add_worker()
     other = SignedClient(world.live.base_url, other_worker.api_key, SECRET)
@@ -444,6 +514,9 @@ def test_return_is_retried_through_server_errors(world, start_daemon):
     run = world.add_run(job)
     world.live.tap.add_rule("PATCH", f"/api/v1/run/{run.id}/", body_key="return_dts",
                             answers=[503, 502, 500])
+    # Should the return travel with a claim, that claim fails: the handler
+    # returns the run itself.
+    world.live.tap.add_rule("POST", "/api/v1/run/claim/", body_key="returns", answers=[503])
     running = start_daemon()
     wait_for(lambda: world.returned(run), timeout=30)
     assert running.stop() == 0
@@ -462,6 +535,7 @@ def test_return_is_retried_through_server_errors(world, start_daemon):
 
 
 def test_lost_claim_answer_is_recognised_as_our_claim(world, start_daemon, tmp_path):
+    world.without_claim_of_several()
     count = tmp_path / "count"
     run = world.add_run(world.add_job(f"#!/bin/sh\necho once >> {count}\necho ran\n"))
     # The claim reaches the server; its answer is lost on the way back.
@@ -527,8 +601,11 @@ def test_a_kill_request_in_a_listing_older_than_its_execution_is_left_alone(
                  before=lambda: wait_for_event(listing_fetched))
     # Two returns where the server takes no log in the return: the refused
     # one with the log, then the original one.
+    # The return goes by itself or with a claim.
     tap.add_rule("PATCH", f"/api/v1/run/{run.id}/", body_key="return_dts", forward=True,
                  answers=(None, None),
+                 after=lambda: world.returned(run) and run_returned.set())
+    tap.add_rule("POST", "/api/v1/run/claim/", body_key="returns", forward=True,
                  after=lambda: world.returned(run) and run_returned.set())
     running = start_daemon()
     wait_for(lambda: world.log_of(run) == "going\n")
@@ -610,6 +687,12 @@ def test_stop_lets_running_runs_finish_and_claims_nothing_more(world, start_daem
     ))
     running = start_daemon()
     wait_for(lambda: world.run(run).start_dts is not None)
+    # The worker's next claim has made its first look and waits on the
+    # server: what comes due now is only claimed, and a stopping worker gives
+    # it back. (A run the server starts for a claim already on its way when
+    # the stop comes runs: the stop counts from the worker's next request.)
+    waiters = world.live.tap.app.registry[waiting.REGISTRY_KEY]
+    wait_for(lambda: waiters.count > 0)
 
     running.daemon.request_stop()
     later = world.add_run(world.add_job("#!/bin/sh\necho too late\n"))

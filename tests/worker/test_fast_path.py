@@ -40,16 +40,16 @@ def test_an_idle_worker_claims_a_new_run_at_once(world, start_daemon):
     job = world.add_job("#!/bin/sh\necho quick\n")
     running = start_daemon(poll_interval=30, poll_wait=3)
     wait_for(lambda: waiting_count(world) >= 1)
-    before = len(lists(world))
+    before = len(world.claims())
     run = world.add_run(job, schedule_dts=utcnow())
     wait_for(lambda: world.returned(run))
     stored = world.run(run)
     # Generous for a busy machine; polling would take up to 30 s.
     assert (stored.enqueue_dts - stored.schedule_dts).total_seconds() < 3
     assert running.stop() == 0
-    assert all("wait=3" in r.path for r in lists(world))
+    assert all(body["wait"] == 3 for body in world.claims())
     # The answer that brought the run, and at most the next wait begun.
-    assert len(lists(world)) - before <= 2
+    assert len(world.claims()) - before <= 2
 
 
 def test_kill_requests_and_pings_keep_their_pace_while_the_list_waits(world, start_daemon):
@@ -82,6 +82,7 @@ def test_a_stop_does_not_wait_for_the_list(world, start_daemon):
 def test_a_server_refusing_wait_is_polled(world, start_daemon):
     """An older server answers 400 naming `wait`: the worker lists without
     it every poll_interval from then on."""
+    world.without_claim_of_several()
     world.live.tap.add_rule(
         "GET", "/api/v1/run/?state=enqueueable", answers=[400],
         answer_body={"error": "Filtering on 'wait' is not allowed.",
@@ -100,6 +101,7 @@ def test_a_server_refusing_wait_is_polled(world, start_daemon):
 
 
 def test_poll_wait_zero_polls(world, start_daemon):
+    world.without_claim_of_several()
     job = world.add_job("#!/bin/sh\necho polled\n")
     running = start_daemon(poll_interval=0.1, poll_wait=0)
     run = world.add_run(job)

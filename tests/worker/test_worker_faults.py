@@ -104,6 +104,7 @@ def test_a_refused_log_update_kills_the_run_at_once(world, start_daemon, caplog,
     wait_for(lambda: running.daemon.active_run_count == 0)
     # Neither the final log nor a return was sent.
     assert not [p for p in world.run_patches(run) if "return_dts" in p]
+    assert not [entry for body in world.claims() for entry in body.get("returns", [])]
     assert world.run(run).return_dts is None
     assert running.stop() == 0
 
@@ -111,6 +112,7 @@ def test_a_refused_log_update_kills_the_run_at_once(world, start_daemon, caplog,
 def test_a_refused_start_runs_no_script(world, start_daemon, caplog, live, tmp_path):
     """The start is stored before the script runs: a run whose start is
     refused (another worker holds it now) never runs here."""
+    world.without_claim_of_several()
     caplog.set_level(logging.INFO, logger="jobrunner.worker")
     marker = tmp_path / "ran"
     job = world.add_job(f"#!/bin/sh\ntouch {marker}\nsleep 300\n")

@@ -109,7 +109,9 @@ def test_the_heartbeat_and_new_runs_go_on_while_settling_an_earlier_start_fails(
 
         def polls():
             with server.lock:
-                return sum(1 for m, p, b in server.requests if m == "GET" and "state=enqueueable" in p)
+                return sum(1 for m, p, b in server.requests
+                           if (m, p) == ("POST", "/api/v1/run/claim/")
+                           or (m == "GET" and "state=enqueueable" in p))
 
         wait_for(lambda: count("PATCH", "/api/v1/run/5/") >= 3, timeout=20)
         pings = count("PATCH", "/api/v1/worker/1/")
