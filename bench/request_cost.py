@@ -31,10 +31,8 @@ sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
 from sqlalchemy import select  # noqa: E402
 
-from bench.run import (  # noqa: E402
-    DEFAULT_POSTGRES_URL, SERVER_SETTINGS, Client, Scene, Sizes, cpu_seconds, iso, load_average,
-    signed, utcnow,
-)
+from bench.common import cpu_seconds, iso, load_average, utcnow  # noqa: E402
+from bench.run import DEFAULT_POSTGRES_URL, SERVER_SETTINGS, Client, Scene, Sizes, signed  # noqa: E402
 from bench.stack import Stack  # noqa: E402
 from jobrunner.models import RunLog  # noqa: E402
 from jobrunner.signing import v2_header  # noqa: E402

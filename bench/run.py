@@ -717,7 +717,7 @@ class Profiler:
             raise SystemExit("--profile needs py-spy (pip install py-spy)")
         output = os.path.join(self.directory, f"{self.backend}-{phase}-server.txt")
         self.proc = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw",
-                                      "--rate", "200", "--threads", "--output", output],
+                                      "--rate", "100", "--threads", "--gil", "--output", output],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
 
