@@ -134,7 +134,14 @@ def claim_view(context, request):
         raise APIError(403, "Only a worker claims runs.")
     check_write_scope(request, rt.name, "update")
     limit, start, wait, returns = claim_request(parse_json_body(request))
+    # The returned runs, loaded in one statement as their items load them;
+    # held while the returns are done, each return finds its run loaded.
+    held = request.dbsession.scalars(
+        select(Run).where(Run.id.in_({parse_relation(entry["run"], "run") for entry in returns}))
+        .options(*rt.item_options())
+    ).unique().all() if returns else []
     returned = [return_one(request, context, entry) for entry in returns]
+    del held
     looks = []
 
     def claim_page():

@@ -262,18 +262,21 @@ def report_return(dbsession, run, worker, return_dts, return_success, context, l
     if log_content is not None:
         write_final_log(dbsession, run, worker, log_content)
     dbsession.flush()
-    mark_returned(dbsession, run, return_dts, return_success, worker_id=worker.id, **values)
+    # The job, locked by the return, stays loaded for what follows (the
+    # session holds only weak references to unchanged objects).
+    job = mark_returned(dbsession, run, return_dts, return_success, worker_id=worker.id, **values)
     process_return(dbsession, run, context)
+    del job
 
 
 def mark_returned(dbsession, run, return_dts, return_success, worker_id=None, **values):
     """Sets the return once (for `worker_id` only, when given), with
     `values` beside it; a second return is a RunConflict and changes
-    nothing."""
+    nothing. Returns the run's job, locked."""
     # Siblings of a schedule return one after the other, so exactly one of
     # them sees the schedule complete and schedules the children. (The whole
     # job: what the return sets in motion reads it next.)
-    dbsession.get(Job, run.job_id, with_for_update=True)
+    job = dbsession.get(Job, run.job_id, with_for_update=True)
     conditions = [Run.id == run.id, Run.return_dts.is_(None)]
     if worker_id is not None:
         conditions.append(Run.worker_id == worker_id)
@@ -286,6 +289,7 @@ def mark_returned(dbsession, run, return_dts, return_success, worker_id=None, **
     if row is None:
         raise RunConflict("The run has returned already.")
     _written(run, row)
+    return job
 
 
 # --- the log and kill requests -----------------------------------------------------
