@@ -1,7 +1,7 @@
 """The worker daemon's loop: it identifies itself, pings the server, settles
 what an earlier process of this worker left behind, then polls: it acts on
-kill requests every poll_interval, while a thread of its own claims due
-runs (waiting on the server's enqueueable list where the server can), each
+kill requests every poll_interval while scripts run, while a thread of
+its own claims due runs (waiting on the server where the server can), each
 executed by a RunHandler (run.py) in a thread of its own, until it is asked
 to stop.
 
@@ -203,6 +203,9 @@ class WorkerDaemon:
         self._claimer_waits = False
         self._recent_runs = collections.OrderedDict()
         self._leftovers = set()
+        # Whether kill requests must be listed with no script running (at
+        # start, and once after a run ended).
+        self._kills_to_settle = True
 
     # Control
 
@@ -252,6 +255,7 @@ class WorkerDaemon:
     def run_finished(self, handler):
         with self._lock:
             self._handlers.pop(handler.run_uri, None)
+        self._kills_to_settle = True
         self._wake.set()
         self.slot_freed.set()
 
@@ -288,6 +292,8 @@ class WorkerDaemon:
     def _loop(self):
         Claimer(self).start()
         failures = 0
+        last_listing = None
+        delay = 0.0
         while True:
             self._wake.clear()
             if self.force_event.is_set():
@@ -296,14 +302,32 @@ class WorkerDaemon:
             if self.stop_event.is_set() and self._idle():
                 log.info("stopped")
                 return 0
-            transient = self._step(self.process_kill_requests)[1]
-            if transient:
+            # Kill requests every poll_interval while scripts run. Only a
+            # started run can be asked to be killed, so with none running
+            # the one listing left to do is the one after the last run
+            # ended (a request made just before its return) or, at start,
+            # for runs of an earlier process: idle workers list nothing.
+            # A run that starts or ends wakes the loop, which looks at the
+            # pace again (and whether a stopping worker is done): a listing
+            # per run would cost the server as much as the run.
+            if failures == 0:
+                delay = self.config.poll_interval
+            if not (self.active_run_count or self._kills_to_settle):
+                self._wake.wait()
+                continue
+            next_listing = 0.0 if last_listing is None else last_listing + delay
+            if time.monotonic() < next_listing:
+                self._wake.wait(next_listing - time.monotonic())
+                continue
+            last_listing = time.monotonic()
+            # Cleared first: a run that ends during the listing sets it again.
+            self._kills_to_settle = False
+            if self._step(self.process_kill_requests)[1]:
+                self._kills_to_settle = True
                 delay = max(self.config.poll_interval, backoff_delay(failures))
                 failures += 1
             else:
-                delay = self.config.poll_interval
                 failures = 0
-            self._wake.wait(delay)
 
     def _idle(self):
         """No run here, and none being claimed (after a stop, none comes)."""
@@ -628,6 +652,8 @@ class WorkerDaemon:
             while len(self._recent_runs) > RECENT_RUNS_KEPT:
                 self._recent_runs.popitem(last=False)
         handler.start()
+        # Kill requests are listed at the pace of a worker running scripts.
+        self._wake.set()
 
     def process_kill_requests(self):
         kill_requests = self.client.list_all(

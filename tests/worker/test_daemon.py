@@ -655,6 +655,39 @@ def test_kill_request_for_a_run_not_running_here_is_closed(world, start_daemon):
     assert world.run(run).return_success is True
 
 
+def test_kill_requests_are_listed_only_while_scripts_run(world, start_daemon, tmp_path):
+    def listings():
+        return len(world.requests("GET", "/api/v1/kill_request/?"))
+
+    def pings():
+        return len(world.requests("PATCH", world.worker_uri))
+
+    # Idle: the listing at start, then none while pings go on (poll 0.05 s).
+    running = start_daemon(ping_interval=0.2)
+    wait_for(lambda: listings() >= 1)
+    first_pings = pings()
+    wait_for(lambda: pings() >= first_pings + 4, timeout=20)
+    assert listings() == 1
+
+    # A script running: every poll_interval, from its start on.
+    go_on = tmp_path / "go-on"
+    run = world.add_run(world.add_job(f"#!/bin/sh\nwhile [ ! -e {go_on} ]; do sleep 0.05; done\n"))
+    wait_for(lambda: world.run(run).start_dts is not None)
+    running_from, running_pings = listings(), pings()
+    wait_for(lambda: pings() >= running_pings + 4, timeout=20)
+    # Four polls a ping: more than one listing a ping, whatever the load.
+    assert listings() - running_from >= 6, (listings() - running_from, pings() - running_pings)
+    go_on.touch()
+    wait_for(lambda: world.returned(run))
+    # One more once it ended, then none again.
+    ended_pings = pings()
+    wait_for(lambda: pings() >= ended_pings + 4, timeout=20)
+    after_end = listings()
+    wait_for(lambda: pings() >= ended_pings + 8, timeout=20)
+    assert listings() == after_end
+    assert running.stop() == 0
+
+
 def test_restart_settles_runs_left_by_an_earlier_process(world, start_daemon):
     job = world.add_job("#!/bin/sh\necho again\n")
     earlier = datetime.now(timezone.utc) - timedelta(seconds=10)
