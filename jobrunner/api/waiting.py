@@ -10,7 +10,7 @@ What wakes it (scheduling/wakeups.py marks the transactions that matter):
 * on PostgreSQL, a `NOTIFY` from any process, heard by one listening
   connection and thread per server process;
 * on SQLite, a commit by any connection, seen by one thread per server
-  process that reads `PRAGMA data_version` every RECHECK_SECONDS;
+  process that reads `PRAGMA data_version` every SQLITE_WATCH_SECONDS;
 * in either, a commit of this process, at once.
 
 Each waiting request holds a waitress thread, so at most
@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 
 WAIT_PARAM = "wait"
 MAX_WAIT_SECONDS = 30.0
-# SQLite's re-check, and a waiter's own re-check while PostgreSQL's
-# listener is (re)connecting.
+# How often SQLite's watcher reads PRAGMA data_version (a few microseconds
+# each): a run committed by another process is seen within this.
+SQLITE_WATCH_SECONDS = 0.02
+# A waiter's own re-check while no watcher runs (PostgreSQL's listener
+# (re)connecting, SQLite's watcher reopening the file).
 RECHECK_SECONDS = 0.2
 # Past a run's due time when the waiter looks: clocks tick in steps.
 DUE_MARGIN_SECONDS = 0.005
@@ -143,7 +146,7 @@ class PostgresListener(threading.Thread):
 
 class SqliteWatcher(threading.Thread):
     """Reads `PRAGMA data_version`, which moves when another connection (of
-    any process) committed, every RECHECK_SECONDS; a move wakes the waiters."""
+    any process) committed, every SQLITE_WATCH_SECONDS; a move wakes the waiters."""
 
     def __init__(self, path):
         super().__init__(name="jobrunner-sqlite-watch", daemon=True)
@@ -160,7 +163,7 @@ class SqliteWatcher(threading.Thread):
                     seen = conn.execute("PRAGMA data_version").fetchone()[0]
                     self.watching.set()
                     while True:
-                        time.sleep(RECHECK_SECONDS)
+                        time.sleep(SQLITE_WATCH_SECONDS)
                         version = conn.execute("PRAGMA data_version").fetchone()[0]
                         if version != seen:
                             seen = version
@@ -208,11 +211,19 @@ def list_waiting(request, wait, list_page):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return page
-            timeout = remaining if due_in is None else min(remaining, due_in)
-            if not waiters.watched:
+            falls_due = due_in is not None and due_in <= remaining
+            timeout = min(remaining, due_in) if falls_due else remaining
+            watched = waiters.watched
+            if not watched:
                 timeout = min(timeout, RECHECK_SECONDS)
-            LOCAL.wait(seen, timeout)
-            seen = LOCAL.generation
+            generation = LOCAL.wait(seen, timeout)
+            if (generation == seen and watched and waiters.watched and not falls_due
+                    and time.monotonic() >= deadline):
+                # Watched all along, nothing announced and nothing fell due:
+                # the empty page still holds (a listener that reconnects
+                # announces, so a gap in watching is never silent).
+                return page
+            seen = generation
             page = list_page()
             if page["objects"] or time.monotonic() >= deadline:
                 return page

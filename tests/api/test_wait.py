@@ -12,6 +12,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
 from bench.stack import SignedClient, ThreadedServer, database_from_environment, stack_settings, wait_until
 from jobrunner import main
@@ -31,6 +32,7 @@ class Live:
         self.database = database
         self.server = server
         self.waiters = app.registry[REGISTRY_KEY]
+        self.engine = app.registry["dbengine"]
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +135,30 @@ def start_waiting(world, wait, count=1, claim=None):
 
 def ids(body):
     return [run["id"] for run in body["objects"]]
+
+
+def test_a_wait_that_runs_out_unwoken_does_not_list_again(world):
+    """Watched all along, nothing announced, nothing pending: the first
+    look's empty page is the answer (one look, not one more at the end)."""
+    # The watcher starts with the first waiter of the process.
+    start_waiting(world, 0.2).join()
+    wait_until(lambda: world.live.waiters.watched, timeout=10, interval=0.01,
+               message="the watcher")
+    looks = []
+
+    def count(_conn, _cursor, statement, *_args):
+        # The enqueueable list is the statement that names the other runs.
+        if "other_run" in statement and "earlier_run" in statement:
+            looks.append(statement)
+
+    event.listen(world.live.engine, "before_cursor_execute", count)
+    try:
+        seconds, status, body = world.listing(1)
+    finally:
+        event.remove(world.live.engine, "before_cursor_execute", count)
+    assert (status, body["objects"]) == (200, [])
+    assert seconds >= 1
+    assert len(looks) == 1
 
 
 def test_answered_at_once_when_a_run_is_there(world):
