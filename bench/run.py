@@ -94,9 +94,9 @@ WORKER_OPTIONS = {"concurrent_jobs": 8, "poll_interval": 1.0, "ping_interval": 6
 
 
 def production_options():
-    """production.ini's waitress options (threads, limits) and database pool,
-    for the bench's pserve: what an operator runs. The address and the
-    proxy options are the bench's own."""
+    """production.ini's waitress options (threads, limits), database pool
+    and cap of waiting requests, for the bench's pserve: what an operator
+    runs. The address and the proxy options are the bench's own."""
     import configparser
 
     parser = configparser.ConfigParser(interpolation=None)
@@ -104,7 +104,7 @@ def production_options():
     server = {key: value for key, value in parser["server:main"].items()
               if key not in ("use", "listen", "host", "port") and "proxy" not in key}
     app = {key: value for key, value in parser["app:main"].items()
-           if key.startswith("sqlalchemy.pool") or key.startswith("sqlalchemy.max_overflow")}
+           if key.startswith(("sqlalchemy.pool", "sqlalchemy.max_overflow", "jobrunner.api.max_waiting"))}
     return server, app
 
 
