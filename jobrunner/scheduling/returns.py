@@ -24,10 +24,13 @@ from .runs import append_log, create_run
 DEFAULT_RETRY_DELAY = 60
 
 
-def process_return(dbsession, run, context, killed=False):
+def process_return(dbsession, run, context, killed=None):
+    """What a return sets in motion; `killed` when the caller knows
+    whether the run was killed (None: looked up)."""
     job = dbsession.get(Job, run.job_id)
     now = utcnow()
-    killed = killed or was_killed(dbsession, run)
+    if killed is None:
+        killed = was_killed(dbsession, run)
     if killed:
         note_replacement(dbsession, run, job)
     if not run.return_success and not killed and retry(dbsession, run, job):

@@ -21,7 +21,7 @@ jobrunner.errors; the REST API and the scheduler call the same code.
 """
 from datetime import timedelta
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import exists, inspect, select, update
 from sqlalchemy.orm import load_only
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -264,19 +264,33 @@ def report_return(dbsession, run, worker, return_dts, return_success, context, l
     dbsession.flush()
     # The job, locked by the return, stays loaded for what follows (the
     # session holds only weak references to unchanged objects).
-    job = mark_returned(dbsession, run, return_dts, return_success, worker_id=worker.id, **values)
-    process_return(dbsession, run, context)
+    job, killed = mark_returned(dbsession, run, return_dts, return_success, worker_id=worker.id,
+                                **values)
+    process_return(dbsession, run, context, killed=killed)
     del job
 
 
 def mark_returned(dbsession, run, return_dts, return_success, worker_id=None, **values):
     """Sets the return once (for `worker_id` only, when given), with
     `values` beside it; a second return is a RunConflict and changes
-    nothing. Returns the run's job, locked."""
+    nothing. Returns (the run's job, locked; whether the run was killed),
+    read by the same statements that lock and write: what the return sets
+    in motion needs both."""
+    from .kills import was_killed_clause
+
     # Siblings of a schedule return one after the other, so exactly one of
     # them sees the schedule complete and schedules the children. (The whole
     # job: what the return sets in motion reads it next.)
-    job = dbsession.get(Job, run.job_id, with_for_update=True)
+    job, has_children = dbsession.execute(
+        select(Job, exists().where(CHILD_JOB.c.parent_id == Job.id))
+        .where(Job.id == run.job_id)
+        .with_for_update(of=Job.__table__)
+        # As it is once the lock is held (another return may have written it).
+        .execution_options(populate_existing=True)
+    ).one()
+    if not has_children:
+        # Known to be empty: no statement looks for them again.
+        set_committed_value(job, "children", [])
     conditions = [Run.id == run.id, Run.return_dts.is_(None)]
     if worker_id is not None:
         conditions.append(Run.worker_id == worker_id)
@@ -284,12 +298,20 @@ def mark_returned(dbsession, run, return_dts, return_success, worker_id=None, **
         update(Run.__table__)
         .where(*conditions)
         .values(return_dts=return_dts, return_success=bool(return_success), **values)
-        .returning(*Run.__table__.c)
+        .returning(*Run.__table__.c, was_killed_clause(Run.id).label(KILLED))
     ).first()
     if row is None:
         raise RunConflict("The run has returned already.")
-    _written(run, row)
-    return job
+    mapping = dict(row._mapping)
+    killed = bool(mapping.pop(KILLED))
+    for name, value in mapping.items():
+        set_committed_value(run, name, value)
+    return job, killed
+
+
+KILLED = "jobrunner_was_killed"
+# Another job, whose parent may be the returning run's job.
+CHILD_JOB = Job.__table__.alias("child_job")
 
 
 # --- the log and kill requests -----------------------------------------------------

@@ -16,8 +16,8 @@ STATEMENTS = {
     "start": 4,     # the run, its project, the UPDATE, the job's policy under its lock
     "log": 4,       # the run, its project, is there a log, the INSERT
     "log_patch": 4,  # the log, its project, its run (the holder), the UPDATE
-    "return": 7,    # the run, its project, the job locked (and kept), the UPDATE, kill
-                    # requests, the job's last schedule, its children (none: no siblings)
+    "return": 5,    # the run, its project, the job locked (and whether it has children),
+                    # the UPDATE (and whether the run was killed), the job's last schedule
 }
 # On PostgreSQL a return also sends the NOTIFY that wakes waiting workers
 # (another schedule of the job may be enqueueable now).
