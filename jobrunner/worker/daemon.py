@@ -138,7 +138,7 @@ class Claimer(threading.Thread):
             if daemon.active_run_count and daemon.fast_path.claim_due:
                 # Busy: let a few more slots come free, and claim them in one
                 # request instead of one request a slot.
-                daemon.stop_event.wait(CLAIM_GATHER_SECONDS)
+                daemon.gather_returns(CLAIM_GATHER_SECONDS)
             daemon.slot_freed.clear()
             (_ok, transient), again = daemon._step_with_result(daemon.claim_runs)
             if transient:
@@ -532,6 +532,23 @@ class WorkerDaemon:
                 self._start(run, started=started)
         return bool(objects) or bool(slips) or (
             wait is not None and time.monotonic() - asked >= wait / 2)
+
+    def gather_returns(self, seconds):
+        """Wait up to `seconds` for more runs to hand their return over,
+        and no longer once every running run has."""
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set():
+            with self._lock:
+                if len(self._outbox) >= len(self._handlers):
+                    return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.slot_freed.clear()
+            with self._lock:
+                if len(self._outbox) >= len(self._handlers):
+                    return
+            self.slot_freed.wait(remaining)
 
     def return_with_claim(self, run_uri, body):
         """Hand a run's return (`body`, as its PATCH would carry it) to the
