@@ -146,7 +146,9 @@ class ThreadedServer:
     def __init__(self, app, threads=8):
         import waitress
 
-        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
+        # As the inis: a waiting request notices a client that went away.
+        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads,
+                                             channel_request_lookahead=1)
         self.base_url = f"http://127.0.0.1:{self.server.effective_port}"
         self.thread = threading.Thread(target=self._serve, name="waitress", daemon=True)
         self._closing = False

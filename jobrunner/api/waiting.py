@@ -15,7 +15,9 @@ What wakes it (scheduling/wakeups.py marks the transactions that matter):
 
 Each waiting request holds a waitress thread, so at most
 `jobrunner.api.max_waiting` wait at once per process; beyond that a `wait`
-is answered at once, like a list without it.
+is answered at once, like a list without it. A request whose client went
+away while it waited (a worker stopped or restarted) ends without looking
+again: a waiting claim must not take runs for a process that is gone.
 """
 import logging
 import math
@@ -24,7 +26,7 @@ import threading
 import time
 import urllib.parse
 
-from ..models import utcnow
+from ..models import commit_midway, utcnow
 from ..scheduling.enqueueable import next_due_dts
 from ..scheduling.wakeups import CHANNEL, LOCAL
 from .errors import APIError
@@ -185,12 +187,11 @@ def _seconds_until_due(request):
     return max(0.0, (due - now).total_seconds()) + DUE_MARGIN_SECONDS
 
 
-def _end_transaction(request):
-    """Commit the read so far (the session gives its connection back to the
-    pool) and begin the transaction pyramid_tm will end. The identity's
-    objects stay loaded: the session does not expire them on commit."""
-    request.tm.commit()
-    request.tm.begin()
+def client_gone(request):
+    """Whether the client closed its connection while the request waited
+    (waitress tells when `channel_request_lookahead` is above 0)."""
+    disconnected = request.environ.get("waitress.client_disconnected")
+    return disconnected is not None and disconnected()
 
 
 def list_waiting(request, wait, list_page):
@@ -207,7 +208,10 @@ def list_waiting(request, wait, list_page):
     try:
         while True:
             due_in = _seconds_until_due(request)
-            _end_transaction(request)
+            # The read so far ends (the session gives its connection back
+            # to the pool; the identity's objects stay loaded, the session
+            # does not expire them on commit).
+            commit_midway(request)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return page
@@ -222,6 +226,10 @@ def list_waiting(request, wait, list_page):
                 # Watched all along, nothing announced and nothing fell due:
                 # the empty page still holds (a listener that reconnects
                 # announces, so a gap in watching is never silent).
+                return page
+            if client_gone(request):
+                # Nobody reads the answer (a worker stopped or restarted):
+                # a claim must not take runs for it now.
                 return page
             seen = generation
             page = list_page()

@@ -1,4 +1,6 @@
 """Database set-up: engine, sessions bound to the request's transaction."""
+import logging
+
 import zope.sqlalchemy
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.orm import configure_mappers, sessionmaker
@@ -21,6 +23,8 @@ from .tables import (  # noqa: F401
 )
 
 from .security import ApiToken, LoginFailure, RequestNonce, UserSession  # noqa: F401,E402
+
+log = logging.getLogger(__name__)
 
 configure_mappers()
 
@@ -89,6 +93,22 @@ def begin_write(dbsession):
         dbsession.connection(execution_options={WRITE_OPTION: True})
 
 
+def commit_midway(request):
+    """Commit what the request did so far and begin the transaction
+    pyramid_tm will end. What was committed stays: from here on the request
+    is never run again by pyramid_retry (a second attempt would repeat it)."""
+    request.tm.commit()
+    attempt = request.environ.get("retry.attempt")
+    if attempt is not None:
+        request.environ["retry.attempts"] = attempt + 1
+    request.tm.begin()
+
+
+def _log_retry(event):
+    log.warning("%s %s: a transient database error (%s); trying the request again",
+                event.request.method, event.request.path, event.exception)
+
+
 def includeme(config):
     settings = config.get_settings()
     settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
@@ -100,6 +120,7 @@ def includeme(config):
     settings.setdefault("tm.annotate_user", "false")
     config.include("pyramid_tm")
     config.include("pyramid_retry")
+    config.add_subscriber(_log_retry, "pyramid_retry.IBeforeRetry")
     engine = get_engine(settings)
     session_factory = get_session_factory(engine)
     config.registry["dbsession_factory"] = session_factory

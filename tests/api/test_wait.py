@@ -4,6 +4,8 @@ JOBRUNNER_TEST_DATABASE_URL is set): answered at once when a run is there,
 woken by a run made by another request or another process, woken at a
 pending run's due time, empty when the wait runs out, capped, and holding
 no database connection while it waits (the pool has one connection)."""
+import json
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +20,7 @@ from bench.stack import SignedClient, ThreadedServer, database_from_environment,
 from jobrunner import main
 from jobrunner.api.waiting import REGISTRY_KEY
 from jobrunner.models import JobTemplate, WorkerPool, utcnow
+from jobrunner.signing import compute_signature
 
 from ..conftest import Factory
 
@@ -378,3 +381,50 @@ def test_an_empty_claim_waits_out_its_wait(world):
     assert response.status_code == 200
     assert response.json() == {"objects": [], "returns": []}
     assert 0.6 <= seconds < 2
+
+
+def test_runs_falling_due_by_the_clock_are_claimed_once_by_the_claim_that_answers(world):
+    """Several jobs' runs made ahead fall due together while the claim
+    waits: the answer names every run claimed for the worker, no more."""
+    due = utcnow() + timedelta(seconds=1.5)
+    with world.live.database.Session() as session:
+        factory = Factory(session)
+        template = session.get(JobTemplate, world.template_id)
+        pool = session.get(WorkerPool, world.pool_id)
+        run_ids = [factory.run(factory.job(template, pool, script="#!/bin/sh\n"),
+                               schedule_dts=due).id for _ in range(6)]
+        session.commit()
+    response = world.client.request("POST", CLAIM, {"limit": 4, "start": True, "wait": 10},
+                                    timeout=20)
+    assert response.status_code == 200, response.text
+    answered = ids(response.json())
+    assert len(answered) == 4 and set(answered) <= set(run_ids)
+    claimed = [run["id"] for run in world.client.objects(
+        f"/api/v1/run/?state=in_queue&worker__api_key={world.client.api_key}")]
+    assert sorted(claimed) == sorted(answered)
+
+
+def test_a_waiting_claim_whose_client_went_away_claims_nothing(world):
+    """A worker stopped (or restarted) while its claim waited: the run that
+    comes is left for the next claim, not taken for a process that is gone."""
+    body = json.dumps({"limit": 4, "start": True, "wait": 10}).encode()
+    signature = compute_signature(SECRET, "POST", CLAIM, body)
+    host, port = world.live.server.base_url.removeprefix("http://").split(":")
+    waiters = world.live.waiters
+    before = waiters.count
+    connection = socket.create_connection((host, int(port)))
+    connection.sendall(
+        f"POST {CLAIM} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Authorization: ApiKey {world.client.api_key}:{signature}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    wait_until(lambda: waiters.count >= before + 1, timeout=10, interval=0.01,
+               message="the claim to wait")
+    connection.close()
+    run_id = world.add_run()
+    wait_until(lambda: waiters.count == before, timeout=10, interval=0.01,
+               message="the claim to end")
+    stored = world.client.get(f"/api/v1/run/{run_id}/")
+    assert stored["enqueue_dts"] is None and stored["worker"] is None
+    # The next claim takes it.
+    claimed = world.client.request("POST", CLAIM, {"limit": 4, "start": True}).json()
+    assert ids(claimed) == [run_id]
