@@ -32,7 +32,8 @@ def is_alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as stat:
             state = stat.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # Gone, possibly between the open and the read.
         return False
     return state != "Z"
 
