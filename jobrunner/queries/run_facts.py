@@ -7,8 +7,8 @@ module only gathers them for a page of runs in two queries.
 """
 from sqlalchemy import select
 
-from ..models import Job, Run
-from ..scheduling.enqueueable import join_switches, switches_enabled
+from ..models import Job
+from ..scheduling.enqueueable import join_job_switches, switches_enabled
 from ..scheduling.kills import killed_run_ids
 
 
@@ -16,11 +16,11 @@ def job_switches(dbsession, job_ids):
     """{job id: (job enabled, job, template, project and pool all enabled)}."""
     if not job_ids:
         return {}
+    # From the jobs, not their runs: a job's history may hold a million.
     rows = dbsession.execute(
-        join_switches(
+        join_job_switches(
             select(Job.id, Job.enqueue_is_enabled, switches_enabled().label("all_enabled"))
-            .select_from(Run)
-        ).where(Job.id.in_(job_ids)).distinct()
+        ).where(Job.id.in_(job_ids))
     )
     return {row.id: (bool(row.enqueue_is_enabled), bool(row.all_enabled)) for row in rows}
 

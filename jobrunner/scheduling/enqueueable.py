@@ -101,9 +101,15 @@ def enqueueable_conditions(worker, now, earliest_only):
 
 
 def join_switches(query):
+    """A SELECT over runs joined to what switches_enabled() reads."""
+    return join_job_switches(query.join(Job, Job.id == Run.job_id))
+
+
+def join_job_switches(query):
+    """A SELECT over jobs joined to the template, project and pool whose
+    switches switches_enabled() reads."""
     return (
-        query.join(Job, Job.id == Run.job_id)
-        .join(JobTemplate, JobTemplate.id == Job.job_template_id)
+        query.join(JobTemplate, JobTemplate.id == Job.job_template_id)
         .join(Project, Project.id == JobTemplate.project_id)
         .join(WorkerPool, WorkerPool.id == Job.worker_pool_id)
     )
@@ -136,4 +142,5 @@ def next_due_dts(worker, now):
     )
 
 
-__all__ = ["due_runs", "enqueueable_runs", "enqueueable_run_ids", "next_due_dts"]
+__all__ = ["due_runs", "enqueueable_runs", "enqueueable_run_ids", "join_job_switches",
+           "join_switches", "next_due_dts"]
