@@ -19,6 +19,7 @@ is answered at once, like a list without it. A request whose client went
 away while it waited (a worker stopped or restarted) ends without looking
 again: a waiting claim must not take runs for a process that is gone.
 """
+import collections
 import logging
 import math
 import sqlite3
@@ -75,22 +76,28 @@ class Waiters:
         self.engine = engine
         self.max_waiting = max_waiting
         self.count = 0
+        # How many requests of each worker (by id) wait now.
+        self.of_worker = collections.Counter()
         self._lock = threading.Lock()
         self._watcher = None
 
-    def enter(self):
+    def enter(self, worker_id):
         """A place to wait, or False when max_waiting wait already."""
         with self._lock:
             if self.count >= self.max_waiting:
                 return False
             self.count += 1
+            self.of_worker[worker_id] += 1
             if self._watcher is None:
                 self._watcher = start_watcher(self.engine)
             return True
 
-    def leave(self):
+    def leave(self, worker_id):
         with self._lock:
             self.count -= 1
+            self.of_worker[worker_id] -= 1
+            if not self.of_worker[worker_id]:
+                del self.of_worker[worker_id]
 
     @property
     def watched(self):
@@ -203,7 +210,8 @@ def list_waiting(request, wait, list_page):
     # still wakes this waiter.
     seen = LOCAL.generation
     page = list_page()
-    if page["objects"] or not waiters.enter():
+    worker_id = request.identity.worker.id
+    if page["objects"] or not waiters.enter(worker_id):
         return page
     try:
         while True:
@@ -236,7 +244,7 @@ def list_waiting(request, wait, list_page):
             if page["objects"] or time.monotonic() >= deadline:
                 return page
     finally:
-        waiters.leave()
+        waiters.leave(worker_id)
 
 
 def includeme(config):

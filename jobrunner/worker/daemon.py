@@ -577,11 +577,20 @@ class WorkerDaemon:
         """After a claim whose answer was lost: the runs the server lists as
         this worker's started runs that this process does not know are the
         ones that claim started. They run here now (their job fetched as in
-        the original steps); nothing of them is lost or run twice."""
+        the original steps); nothing of them is lost or run twice. The ones
+        it only claimed (found while it waited) go back to the queue."""
         with self._lock:
             known = set(self._handlers) | set(self._recent_runs) | self._leftovers
-        started = self.client.list_all(
-            protocol.RUNS, protocol.own_runs("started", self.config.api_key), retry=False)
+        key = self.config.api_key
+        started = self.client.list_all(protocol.RUNS, protocol.own_runs("started", key), retry=False)
+        in_queue = self.client.list_all(protocol.RUNS, protocol.own_runs("in_queue", key),
+                                        retry=False)
+        for run in in_queue:
+            uri = run.get("resource_uri") if isinstance(run, dict) else None
+            if isinstance(uri, str) and uri not in known:
+                log.warning("run %s was claimed for this worker by a request whose answer "
+                            "was lost; giving it back", uri)
+                release_run(self.client, uri, abort=self.force_event)
         with self.claiming:
             with self._lock:
                 known |= set(self._handlers) | set(self._recent_runs)

@@ -159,7 +159,10 @@ def live(tmp_path_factory, mail_sink):
     try:
         app = main({}, **stack_settings(database.url, "http://jobrunner.example", mail_sink.port))
         tap = Tap(app)
-        server = ThreadedServer(tap)
+        # As the inis size it: above the 16 requests that may wait at once
+        # (a stopped daemon's waiting claim may still hold a thread until
+        # its wait ends), with 8 for the rest.
+        server = ThreadedServer(tap, threads=24)
         try:
             yield Live(database, server, tap)
         finally:
@@ -555,6 +558,40 @@ def test_lost_claim_answer_is_recognised_as_our_claim(world, start_daemon, tmp_p
     assert len([body for body in world.run_patches(run) if "pid" in body]) == 1
 
 
+def test_a_lost_claim_of_several_is_settled_from_the_servers_lists(world, start_daemon, tmp_path):
+    """The claim's answer is lost after the server claimed and started the
+    run: the worker finds it among its started runs and runs it, once."""
+    count = tmp_path / "count"
+    run = world.add_run(world.add_job(f"#!/bin/sh\necho once >> {count}\n"))
+    world.live.tap.add_rule("POST", "/api/v1/run/claim/", forward=True, answers=[502])
+    running = start_daemon()
+    wait_for(lambda: world.returned(run))
+    assert running.stop() == 0
+    assert world.run(run).return_success is True
+    assert count.read_text() == "once\n"
+    assert world.requests("GET", "/api/v1/run/?state=started")
+
+
+def test_runs_a_lost_waiting_claim_only_claimed_go_back_and_run(world, start_daemon, tmp_path):
+    """The answer of a claim that waited is lost after the server claimed
+    (not started) the run that came: the worker gives it back, and claims
+    it again."""
+    count = tmp_path / "count"
+    # The first claim finds nothing due, waits for the run's time, claims it
+    # (not started) and answers 502.
+    world.live.tap.add_rule("POST", "/api/v1/run/claim/", forward=True, answers=[502])
+    run = world.add_run(world.add_job(f"#!/bin/sh\necho once >> {count}\n"),
+                        schedule_dts=utcnow() + timedelta(seconds=3))
+    running = start_daemon()
+    wait_for(lambda: world.returned(run), timeout=20)
+    assert running.stop() == 0
+    assert world.run(run).return_success is True
+    assert count.read_text() == "once\n"
+    releases = [body for body in world.run_patches(run)
+                if body == {"enqueue_dts": None, "start_dts": None}]
+    assert len(releases) == 1
+
+
 def test_kill_request_kills_the_run(world, start_daemon):
     run = world.add_run(world.add_job("#!/bin/sh\nsleep 300 &\necho child $!\nwait\n"))
     running = start_daemon()
@@ -725,7 +762,7 @@ def test_stop_lets_running_runs_finish_and_claims_nothing_more(world, start_daem
     # it back. (A run the server starts for a claim already on its way when
     # the stop comes runs: the stop counts from the worker's next request.)
     waiters = world.live.tap.app.registry[waiting.REGISTRY_KEY]
-    wait_for(lambda: waiters.count > 0)
+    wait_for(lambda: waiters.of_worker[world.worker.id] > 0)
 
     running.daemon.request_stop()
     later = world.add_run(world.add_job("#!/bin/sh\necho too late\n"))
