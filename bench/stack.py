@@ -255,8 +255,9 @@ class Stack:
                  server_options=None):
         self.workdir = str(workdir)
         # waitress's [server:main] options besides `listen` (the bench takes
-        # production.ini's); 24 threads otherwise (waiting lists hold a thread each).
-        self.server_options = server_options or {"threads": 24}
+        # production.ini's); otherwise 24 threads (waiting lists hold a
+        # thread each) and, as the inis, a waiting request sees its client go.
+        self.server_options = server_options or {"threads": 24, "channel_request_lookahead": 1}
         os.makedirs(self.workdir, exist_ok=True)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+from datetime import datetime, timedelta
 
 from . import executor, protocol
 from .client import ApiError, RetryAborted, TransientError, response_json
@@ -208,6 +209,7 @@ class RunHandler(threading.Thread):
         self.pid = None
         self.pid_reported = False
         self.started = started
+        self.started_by_claim = started
         # When the server confirmed the start (time.monotonic()), and
         # whether the script has ended: the daemon's check of its started
         # runs judges only runs the server has seen start and that still run.
@@ -264,6 +266,21 @@ class RunHandler(threading.Thread):
         finally:
             self._close_kill_requests()
             self.worker_daemon.run_finished(self)
+
+    def _finished_dts(self):
+        """Now, in the server's time. A run the claim started has its start
+        by the server's own clock: its end is that start plus the time gone
+        by here (the monotonic clock), so its duration is true even where
+        this worker's estimate of the server's clock is a second off."""
+        if self.started_by_claim:
+            try:
+                start = datetime.fromisoformat(self.run_obj.get("start_dts"))
+            except (TypeError, ValueError):
+                start = None
+            if start is not None and start.tzinfo is not None:
+                elapsed = time.monotonic() - self.start_confirmed_at
+                return (start + timedelta(seconds=elapsed)).isoformat(timespec="microseconds")
+        return self.client.now_iso()
 
     def _report_start(self, start_dts):
         """True when the server stored the start. It is stored before the
@@ -397,7 +414,7 @@ class RunHandler(threading.Thread):
             if reporter.is_alive():
                 reporter.stop()
         # The run ended now, however long the server takes to hear of it.
-        finished_dts = self.client.now_iso()
+        finished_dts = self._finished_dts()
         if result.abandoned:
             return
         if self.fenced is not None:
