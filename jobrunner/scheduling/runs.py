@@ -298,7 +298,9 @@ def mark_returned(dbsession, run, return_dts, return_success, worker_id=None, **
         update(Run.__table__)
         .where(*conditions)
         .values(return_dts=return_dts, return_success=bool(return_success), **values)
-        .returning(*Run.__table__.c, was_killed_clause(Run.id).label(KILLED))
+        # The run by its id, not correlated: SQLite names RETURNING's columns
+        # unqualified, which inside the subquery would be the kill request's.
+        .returning(*Run.__table__.c, was_killed_clause(run.id).label(KILLED))
     ).first()
     if row is None:
         raise RunConflict("The run has returned already.")
