@@ -412,6 +412,8 @@ def test_a_waiting_claim_whose_client_went_away_claims_nothing(world):
     host, port = world.live.server.base_url.removeprefix("http://").split(":")
     waiters = world.live.waiters
     before = waiters.count
+    channels = world.live.server.server._map  # waitress's sockets
+    known = set(channels.values())
     connection = socket.create_connection((host, int(port)))
     connection.sendall(
         f"POST {CLAIM} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
@@ -419,7 +421,12 @@ def test_a_waiting_claim_whose_client_went_away_claims_nothing(world):
         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     wait_until(lambda: waiters.count >= before + 1, timeout=10, interval=0.01,
                message="the claim to wait")
+    mine = [channel for channel in list(channels.values()) if channel not in known]
+    assert mine
     connection.close()
+    # Once waitress has seen the close (its loop runs on its own thread).
+    wait_until(lambda: not any(getattr(channel, "connected", False) for channel in mine),
+               timeout=10, interval=0.01, message="the server to see the close")
     run_id = world.add_run()
     wait_until(lambda: waiters.count == before, timeout=10, interval=0.01,
                message="the claim to end")
