@@ -179,8 +179,9 @@ def test_empty_when_the_wait_runs_out(world):
     assert 0.6 <= seconds < 2
 
 
-def test_woken_by_a_run_another_request_creates(world):
-    waiter = start_waiting(world, 10)
+def answer_to_a_posted_run(world, waiter):
+    """POST a run due now while `waiter` waits: the waiter's body, which
+    names that run alone, and when the run was posted (time.time())."""
     response = world.client.request("POST", "/api/v1/run/", {
         "job": world.job_uri, "schedule_dts": utcnow().isoformat()})
     posted_at = time.time()
@@ -189,6 +190,12 @@ def test_woken_by_a_run_another_request_creates(world):
     assert waiter.result is not None
     status, body = waiter.result
     assert status == 200 and ids(body) == [response.json()["id"]]
+    return body, posted_at
+
+
+def test_woken_by_a_run_another_request_creates(world):
+    waiter = start_waiting(world, 10)
+    body, posted_at = answer_to_a_posted_run(world, waiter)
     assert waiter.answered_at - posted_at < 0.3
 
 
@@ -338,14 +345,7 @@ def test_runs_a_waiting_claim_finds_are_claimed_not_started(world):
     """The worker may have been asked to stop while it waited: a claimed run
     can still be given back, a started one not."""
     waiter = start_waiting(world, 10, claim={"limit": 4, "start": True})
-    response = world.client.request("POST", "/api/v1/run/", {
-        "job": world.job_uri, "schedule_dts": utcnow().isoformat()})
-    posted_at = time.time()
-    assert response.status_code == 201, response.text
-    waiter.join(timeout=5)
-    assert waiter.result is not None
-    status, body = waiter.result
-    assert status == 200 and ids(body) == [response.json()["id"]]
+    body, posted_at = answer_to_a_posted_run(world, waiter)
     (claimed,) = body["objects"]
     assert claimed["enqueue_dts"] is not None and claimed["start_dts"] is None
     assert claimed["worker"] == world.worker_uri and claimed["script_content"]

@@ -30,29 +30,46 @@ def committed(engine, app, is_postgres):
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
-def test_ten_workers_race_for_a_hundred_runs(committed, app):
+def workers_and_runs(committed, workers, runs):
+    """`workers` workers in one pool and `runs` due runs, one job each."""
     factory = Factory(committed)
-    workers = [factory.worker() for _ in range(10)]
-    pool = factory.pool(workers=workers)
-    project = factory.project(pools=[pool])
-    template = factory.template(project)
-    runs = [factory.run(factory.job(template, pool)) for _ in range(100)]
+    made = [factory.worker() for _ in range(workers)]
+    pool = factory.pool(workers=made)
+    template = factory.template(factory.project(pools=[pool]))
+    due = [factory.run(factory.job(template, pool)) for _ in range(runs)]
     committed.commit()
+    return made, due
 
-    claims = Counter()
-    conflicts = Counter()
+
+def race(app, workers, claim_until_none_left):
+    """Each worker runs `claim_until_none_left(worker, client)` on a thread
+    of its own, all starting together; the failures of the threads."""
     failures = []
     start = threading.Barrier(len(workers))
 
     def work(worker):
         try:
-            claim_until_none_left(worker)
+            client = WorkerClient(webtest.TestApp(app), worker)
+            start.wait()
+            claim_until_none_left(worker, client)
         except BaseException as exc:  # a thread's failure must fail the test
             failures.append(repr(exc))
 
-    def claim_until_none_left(worker):
-        client = WorkerClient(webtest.TestApp(app), worker)
-        start.wait()
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    return failures
+
+
+def test_ten_workers_race_for_a_hundred_runs(committed, app):
+    workers, runs = workers_and_runs(committed, 10, 100)
+    claims = Counter()
+    conflicts = Counter()
+
+    def claim_until_none_left(worker, client):
         while True:
             listed = client.get("/api/v1/run/?state=enqueueable&limit=5").json["objects"]
             if not listed:
@@ -67,13 +84,7 @@ def test_ten_workers_race_for_a_hundred_runs(committed, app):
                 else:
                     conflicts[run["id"]] += 1
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(t.is_alive() for t in threads)
-    assert failures == []
+    assert race(app, workers, claim_until_none_left) == []
 
     claimed_runs = Counter(run_id for run_id, _ in claims)
     assert sorted(claimed_runs) == sorted(r.id for r in runs)
@@ -129,28 +140,11 @@ def test_two_schedules_of_one_job_never_become_active_together(committed, app):
 def test_ten_workers_claiming_several_at_once_take_each_run_once(committed, app):
     """`POST run/claim/` from ten workers at once, each returning what it
     got with its next claim: every run claimed, started and returned once."""
-    factory = Factory(committed)
-    workers = [factory.worker() for _ in range(10)]
-    pool = factory.pool(workers=workers)
-    project = factory.project(pools=[pool])
-    template = factory.template(project)
-    runs = [factory.run(factory.job(template, pool)) for _ in range(200)]
-    committed.commit()
-
+    workers, runs = workers_and_runs(committed, 10, 200)
     claims = Counter()
     refused = []
-    failures = []
-    start = threading.Barrier(len(workers))
 
-    def work(worker):
-        try:
-            claim_until_none_left(worker)
-        except BaseException as exc:  # a thread's failure must fail the test
-            failures.append(repr(exc))
-
-    def claim_until_none_left(worker):
-        client = WorkerClient(webtest.TestApp(app), worker)
-        start.wait()
+    def claim_until_none_left(worker, client):
         returns = []
         while True:
             res = client.post("/api/v1/run/claim/", {"limit": 8, "start": True, "returns": returns},
@@ -165,13 +159,8 @@ def test_ten_workers_claiming_several_at_once_take_each_run_once(committed, app)
             returns = [{"run": run["resource_uri"], "return_dts": now().isoformat(),
                         "return_success": True} for run in got]
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(t.is_alive() for t in threads)
-    assert failures == [] and refused == []
+    assert race(app, workers, claim_until_none_left) == []
+    assert refused == []
     assert sorted(claims) == sorted(r.id for r in runs)
     assert set(claims.values()) == {1}
     committed.expire_all()

@@ -316,15 +316,19 @@ def parse(value):
     return datetime.fromisoformat(value)
 
 
-def test_claims_runs_reports_and_returns(world, start_daemon):
+def run_hello_once(world, start_daemon):
+    """One run of a job that prints a line, through a daemon that stops once
+    it is returned: (the job, the run, the run as stored)."""
     job = world.add_job("#!/bin/sh\necho hello from the job\n")
     run = world.add_run(job)
     running = start_daemon()
-
     wait_for(lambda: world.returned(run))
     assert running.stop() == 0
+    return job, run, world.run(run)
 
-    stored = world.run(run)
+
+def test_claims_runs_reports_and_returns(world, start_daemon):
+    job, run, stored = run_hello_once(world, start_daemon)
     assert stored.return_success is True
     assert stored.worker_id == world.worker.id
     assert stored.pid > 0
@@ -381,13 +385,7 @@ def test_an_older_server_gets_the_original_steps(world, start_daemon):
     """A server without the claim of several runs: the worker lists, claims
     each run, stores its start before the script runs, and returns it."""
     world.without_claim_of_several()
-    job = world.add_job("#!/bin/sh\necho hello from the job\n")
-    run = world.add_run(job)
-    running = start_daemon()
-
-    wait_for(lambda: world.returned(run))
-    assert running.stop() == 0
-    stored = world.run(run)
+    job, run, stored = run_hello_once(world, start_daemon)
     assert stored.return_success is True
     assert stored.run_log.content == "hello from the job\n"
     assert [r.status for r in world.requests("POST", "/api/v1/run/claim/")] == [404]
